@@ -1,0 +1,1 @@
+"""HTTP layer of kaboom-ingest: routes, authentication, settings and dispatch."""

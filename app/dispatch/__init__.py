@@ -1,0 +1,1 @@
+"""Ways to hand a queued job to the worker endpoint."""
