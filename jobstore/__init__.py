@@ -1,0 +1,1 @@
+"""Job state as an event log in Redis Streams, with a projection the status API reads."""

@@ -1,0 +1,282 @@
+"""The job store: guarded appends to per-job Redis Streams.
+
+Each write reads the job's snapshot, folds the new event into it in Python
+and hands both to a Lua script that checks the version and the transition
+rules and appends, all in one server-side step. A version conflict means
+another writer came first: the store reads again and retries, and the
+transition rules then decide.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, TypeVar
+
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+
+from jobstore import keys, projection
+from jobstore.errors import (
+    IdempotencyConflict,
+    JobFinished,
+    JobNotFound,
+    JobStoreError,
+    JobStoreUnavailable,
+    LeaseHeld,
+    LeaseLost,
+)
+from jobstore.events import EventType, JobEvent, JobStatus, utc_now
+from jobstore.projection import JobView
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Version conflicts only happen when writers race on one job; each retry
+# re-reads the state, so a handful of rounds is plenty.
+MAX_CONFLICT_RETRIES = 8
+
+_REDIS_UNAVAILABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The right of one delivery to run a job, until renewals stop."""
+
+    job_id: str
+    lease_id: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    version: int
+    view: JobView | None
+
+
+class JobStore:
+    def __init__(self, redis: Redis, *, lease_ms: int = 60_000) -> None:
+        self._redis = redis
+        self.lease_ms = lease_ms
+        self._append_script = redis.register_script(_read_script("append.lua"))
+        self._renew_script = redis.register_script(_read_script("renew.lua"))
+
+    async def create(
+        self, job_id: str, params: dict[str, Any], *, fingerprint: str | None = None
+    ) -> tuple[JobView, bool]:
+        """Create a queued job; return its view and whether this call created it.
+
+        Creating an existing job returns it unchanged, which makes a
+        deterministic job id (from an Idempotency-Key) safe to repeat.
+        Raises IdempotencyConflict when the existing job was created with
+        another fingerprint.
+        """
+        data: dict[str, Any] = {"params": params}
+        if fingerprint is not None:
+            data["fingerprint"] = fingerprint
+        event = JobEvent(EventType.CREATED, utc_now(), data=data)
+        outcome = await self._guard(self._append(job_id, EventType.CREATED, lambda _: event, lease_id=""))
+        if outcome != "exists":
+            return await self._require_view(job_id), True
+
+        first = await self.events(job_id, limit=1)
+        if first and first[0].data.get("fingerprint") != fingerprint:
+            raise IdempotencyConflict(job_id)
+        return await self._require_view(job_id), False
+
+    async def get(self, job_id: str) -> JobView | None:
+        """Return the job's current view, read from its snapshot in one command."""
+        doc = await self._guard(self._redis.hget(keys.state_key(job_id), "view"))
+        return JobView.from_json(json.loads(doc)) if doc else None
+
+    async def events(
+        self, job_id: str, *, after: str | None = None, limit: int | None = None
+    ) -> list[JobEvent]:
+        """Return the job's events in order, starting after the entry ID `after`."""
+        start = f"({after}" if after else "-"
+        entries = await self._guard(
+            self._redis.xrange(keys.events_key(job_id), min=start, max="+", count=limit)
+        )
+        return [JobEvent.from_fields(_text(entry_id), _decode(fields)) for entry_id, fields in entries]
+
+    async def start(self, job_id: str, *, delivery: dict[str, str] | None = None) -> Lease:
+        """Start a new attempt of a queued job, or take over one whose lease expired.
+
+        Raises JobNotFound, JobFinished, or LeaseHeld while another delivery
+        holds a live lease.
+        """
+        lease_id = uuid.uuid4().hex
+
+        def build(view: JobView) -> JobEvent:
+            return JobEvent(
+                EventType.STARTED, utc_now(), attempt=view.attempts + 1,
+                data={"lease_id": lease_id}, delivery=delivery,
+            )
+
+        outcome = await self._guard(self._append(job_id, EventType.STARTED, build, lease_id=lease_id))
+        self._raise_rejection(job_id, outcome)
+        view = await self._require_view(job_id)
+        return Lease(job_id, lease_id, view.attempts)
+
+    async def renew(self, lease: Lease) -> None:
+        """Extend the lease by `lease_ms`; raise LeaseLost if it was taken over."""
+        lease_until = await self._guard(
+            self._renew_script(
+                keys=[keys.state_key(lease.job_id)], args=[lease.lease_id, self.lease_ms]
+            )
+        )
+        if not lease_until:
+            raise LeaseLost(lease.job_id)
+
+    async def progress(self, lease: Lease, percent: int, message: str) -> None:
+        data = {"percent": max(0, min(100, percent)), "message": message}
+        await self._append_under_lease(lease, EventType.PROGRESS, data)
+
+    async def complete(self, lease: Lease, result: dict[str, Any]) -> None:
+        await self._append_under_lease(lease, EventType.COMPLETED, {"result": result})
+
+    async def fail_attempt(
+        self, lease: Lease, error: str, *, delivery: dict[str, str] | None = None
+    ) -> None:
+        """Record a retryable failure: the job goes back to queued for the next delivery."""
+        await self._append_under_lease(
+            lease, EventType.ATTEMPT_FAILED, {"error": error}, delivery=delivery
+        )
+
+    async def fail(
+        self,
+        job_id: str,
+        error: str,
+        *,
+        lease: Lease | None = None,
+        delivery: dict[str, str] | None = None,
+    ) -> None:
+        """Record the job as failed for good.
+
+        Without a lease this is allowed only while no delivery runs the job
+        (queued, or running under an expired lease); raises JobFinished or
+        LeaseHeld otherwise, and LeaseLost when the given lease was lost.
+        """
+        if lease is not None:
+            await self._append_under_lease(
+                lease, EventType.FAILED, {"error": error}, delivery=delivery
+            )
+            return
+
+        def build(view: JobView) -> JobEvent:
+            return JobEvent(
+                EventType.FAILED, utc_now(), attempt=view.attempts,
+                data={"error": error}, delivery=delivery,
+            )
+
+        outcome = await self._guard(self._append(job_id, EventType.FAILED, build, lease_id=""))
+        self._raise_rejection(job_id, outcome)
+
+    async def _append_under_lease(
+        self,
+        lease: Lease,
+        event_type: EventType,
+        data: dict[str, Any],
+        *,
+        delivery: dict[str, str] | None = None,
+    ) -> None:
+        def build(_: JobView) -> JobEvent:
+            return JobEvent(event_type, utc_now(), lease.attempt, data, delivery)
+
+        outcome = await self._guard(self._append(lease.job_id, event_type, build, lease_id=lease.lease_id))
+        self._raise_rejection(lease.job_id, outcome)
+
+    async def _append(
+        self,
+        job_id: str,
+        event_type: EventType,
+        build: Callable[[JobView], JobEvent],
+        *,
+        lease_id: str,
+    ) -> Any:
+        """Append the event that `build` returns for the current view.
+
+        Returns "ok" or the script's rejection as a tuple (reason, status,
+        lease_left_ms); "exists" for a second create.
+        """
+        event_key = uuid.uuid4().hex
+        for _ in range(MAX_CONFLICT_RETRIES):
+            snapshot = await self._read_snapshot(job_id)
+            if snapshot.view is None and event_type is not EventType.CREATED:
+                return ("not_found", "", 0)
+            if snapshot.view is not None and event_type is EventType.CREATED:
+                return "exists"
+            event = build(snapshot.view)  # type: ignore[arg-type]
+            view = projection.apply(snapshot.view, job_id, event)
+
+            reply = await self._append_script(
+                keys=[keys.events_key(job_id), keys.state_key(job_id)],
+                args=[
+                    snapshot.version, event_key, event.type.value, lease_id, self.lease_ms,
+                    json.dumps(view.to_json(), separators=(",", ":")), view.status.value,
+                    *_flatten(event.to_fields()),
+                ],
+            )
+            kind = _text(reply[0])
+            if kind in ("ok", "duplicate"):
+                return "ok"
+            if kind == "rejected":
+                reason = _text(reply[1])
+                return "exists" if reason == "exists" else (reason, _text(reply[2]), int(reply[3]))
+            logger.debug("version conflict on job append", extra={"job_id": job_id})
+        raise JobStoreError(f"job {job_id}: gave up after {MAX_CONFLICT_RETRIES} version conflicts")
+
+    async def _read_snapshot(self, job_id: str) -> _Snapshot:
+        version, doc = await self._redis.hmget(keys.state_key(job_id), ["version", "view"])
+        view = JobView.from_json(json.loads(doc)) if doc else None
+        return _Snapshot(int(version or 0), view)
+
+    async def _require_view(self, job_id: str) -> JobView:
+        view = await self.get(job_id)
+        if view is None:
+            raise JobNotFound(job_id)
+        return view
+
+    @staticmethod
+    def _raise_rejection(job_id: str, outcome: Any) -> None:
+        if outcome == "ok":
+            return
+        reason, status, lease_left_ms = outcome
+        if reason == "not_found":
+            raise JobNotFound(job_id)
+        if reason == "finished":
+            raise JobFinished(job_id, JobStatus(status))
+        if reason == "leased":
+            raise LeaseHeld(job_id, lease_left_ms)
+        if reason == "lease_lost":
+            raise LeaseLost(job_id)
+        raise JobStoreError(f"job {job_id}: unexpected rejection {reason!r}")
+
+    @staticmethod
+    async def _guard(call: Awaitable[T]) -> T:
+        """Await a Redis call, turning connection failures into JobStoreUnavailable."""
+        try:
+            return await call
+        except _REDIS_UNAVAILABLE as exc:
+            raise JobStoreUnavailable(f"Redis is unavailable: {exc}") from exc
+
+
+def _read_script(name: str) -> str:
+    return resources.files("jobstore").joinpath(name).read_text(encoding="utf-8")
+
+
+def _flatten(fields: dict[str, str]) -> list[str]:
+    return [item for pair in fields.items() for item in pair]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _decode(fields: dict[Any, Any]) -> dict[str, str]:
+    return {_text(name): _text(value) for name, value in fields.items()}
