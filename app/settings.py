@@ -1,0 +1,103 @@
+"""Settings read once from the environment and validated at startup.
+
+Nothing else in the code reads `os.environ`: the app factory builds one
+`Settings` and passes it down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ingestion.config import default_market_data_dir
+
+DEFAULT_STATE_DIR = Path("var")
+
+
+class SettingsError(ValueError):
+    """An environment variable is missing or has an invalid value; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    ingest_api_token: str
+    redis_url: str | None
+    embedded_redis_dir: Path
+    market_data_dir: Path
+    influx_url: str | None
+    influx_token: str
+    influx_org: str
+    influx_bucket: str
+    points_file: Path
+    use_cloud_tasks: bool
+    internal_auth_disabled: bool
+    lease_s: int
+    task_max_attempts: int
+    log_level: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Build settings from environment variables; raise SettingsError naming a bad one."""
+        token = env.get("INGEST_API_TOKEN", "")
+        if not token:
+            raise SettingsError(
+                "INGEST_API_TOKEN is missing: set it to the secret n8n sends in X-Ingest-Token"
+            )
+        state_dir = Path(env.get("KABOOM_STATE_DIR", str(DEFAULT_STATE_DIR)))
+        influx_url = env.get("INFLUX_URL") or None
+        if influx_url is not None:
+            for name in ("INFLUX_TOKEN", "INFLUX_ORG", "INFLUX_BUCKET"):
+                if not env.get(name):
+                    raise SettingsError(f"{name} is missing: it is required when INFLUX_URL is set")
+
+        return cls(
+            ingest_api_token=token,
+            redis_url=env.get("REDIS_URL") or None,
+            embedded_redis_dir=state_dir / "redis",
+            market_data_dir=Path(env.get("MARKET_DATA_DIR") or default_market_data_dir()),
+            influx_url=influx_url,
+            influx_token=env.get("INFLUX_TOKEN", ""),
+            influx_org=env.get("INFLUX_ORG", ""),
+            influx_bucket=env.get("INFLUX_BUCKET", ""),
+            points_file=Path(env.get("POINTS_FILE") or state_dir / "points.lp"),
+            use_cloud_tasks=_bool(env, "USE_CLOUD_TASKS", default=False),
+            internal_auth_disabled=_internal_auth_disabled(env),
+            lease_s=_int(env, "LEASE_S", default=60, low=5, high=3600),
+            task_max_attempts=_int(env, "TASK_MAX_ATTEMPTS", default=5, low=1, high=100),
+            log_level=env.get("LOG_LEVEL", "INFO").upper(),
+        )
+
+
+def _bool(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise SettingsError(f"{name}={raw!r} is invalid: expected true or false")
+
+
+def _int(env: Mapping[str, str], name: str, *, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is invalid: expected an integer") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name}={value} is out of range: expected {low} to {high}")
+    return value
+
+
+def _internal_auth_disabled(env: Mapping[str, str]) -> bool:
+    raw = env.get("INTERNAL_AUTH", "")
+    if raw in ("", "enabled"):
+        return False
+    if raw == "disabled":
+        return True
+    raise SettingsError(f"INTERNAL_AUTH={raw!r} is invalid: expected 'disabled' or unset")
