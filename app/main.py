@@ -1,0 +1,116 @@
+"""The Starlette application and its lifespan.
+
+Serve it with `uvicorn app.main:create_app --factory`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from app.dispatch.base import Dispatcher
+from app.dispatch.local import LocalDispatcher
+from app.errors import EXCEPTION_HANDLERS
+from app.logs import configure_logging
+from app.routes import jobs, worker
+from app.services import Services
+from app.settings import Settings
+from ingestion.config import InfluxTarget, IngestionConfig
+from jobstore.embedded import EmbeddedRedis
+from jobstore.store import JobStore
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """Build the app; without settings, read them from the environment."""
+    if settings is None:
+        settings = Settings.from_env(os.environ)
+        configure_logging(settings.log_level)
+    app = Starlette(
+        routes=[*jobs.routes, *worker.routes, Route("/healthz", healthz)],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        lifespan=_lifespan(settings),
+    )
+    return app
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        embedded: EmbeddedRedis | None = None
+        redis_url = settings.redis_url
+        if redis_url is None:
+            embedded = EmbeddedRedis(settings.embedded_redis_dir)
+            redis_url = embedded.start()
+        redis = connect_redis(redis_url)
+        local_key = secrets.token_urlsafe(32)
+        dispatcher = _dispatcher(app, settings, local_key)
+        app.state.services = Services(
+            settings=settings,
+            store=JobStore(redis, lease_ms=settings.lease_s * 1000),
+            dispatcher=dispatcher,
+            ingestion=ingestion_config(settings),
+            local_dispatch_key=local_key,
+        )
+        logger.info("service started", extra={"cloud_tasks": settings.use_cloud_tasks})
+        try:
+            yield
+        finally:
+            await dispatcher.aclose()
+            await redis.aclose()
+            if embedded is not None:
+                embedded.stop()
+            logger.info("service stopped")
+
+    return lifespan
+
+
+def connect_redis(url: str) -> Redis:
+    """Open a client that fails fast, so an outage becomes a 503 within a second or two.
+
+    Retrying is safe because every append carries its own idempotency key.
+    """
+    return Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
+        health_check_interval=30,
+    )
+
+
+def ingestion_config(settings: Settings) -> IngestionConfig:
+    influx = None
+    if settings.influx_url is not None:
+        influx = InfluxTarget(
+            url=settings.influx_url,
+            token=settings.influx_token,
+            org=settings.influx_org,
+            bucket=settings.influx_bucket,
+        )
+    return IngestionConfig(
+        market_data_dir=settings.market_data_dir, influx=influx, points_file=settings.points_file
+    )
+
+
+def _dispatcher(app: Starlette, settings: Settings, local_key: str) -> Dispatcher:
+    if settings.use_cloud_tasks:
+        raise NotImplementedError("USE_CLOUD_TASKS=true needs the Cloud Tasks dispatcher")
+    return LocalDispatcher(app, local_key=local_key, max_attempts=settings.task_max_attempts)

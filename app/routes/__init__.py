@@ -1,0 +1,1 @@
+"""HTTP routes: the public ingest API and the internal worker endpoint."""

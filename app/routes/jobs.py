@@ -1,0 +1,160 @@
+"""The public ingest API that n8n calls."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import uuid
+from datetime import date
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from app.auth import require_ingest_token
+from app.dispatch.base import DispatchError, TaskPayload
+from app.errors import ApiError, error_response
+from app.services import services_of
+from jobstore.errors import IdempotencyConflict, JobFinished, LeaseHeld
+from jobstore.events import JobStatus
+
+logger = logging.getLogger(__name__)
+
+MAX_TICKERS = 1000
+TICKER_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-_^=]{0,31}$")
+IDEMPOTENCY_KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
+# Fixed namespace for job ids derived from an Idempotency-Key.
+IDEMPOTENT_JOB_NAMESPACE = uuid.UUID("5f0c8a63-3f47-4a55-9a53-6f1f2d0e8b41")
+MAX_JOB_ID_LENGTH = 200
+
+
+async def run_daily(request: Request) -> Response:
+    services = services_of(request)
+    require_ingest_token(request, services.settings.ingest_api_token)
+    params = parse_run_daily_body(await request.body())
+    key = request.headers.get("Idempotency-Key")
+    job_id = _job_id_for(key)
+    fingerprint = _fingerprint(params) if key is not None else None
+
+    try:
+        view, created = await services.store.create(job_id, params, fingerprint=fingerprint)
+    except IdempotencyConflict as exc:
+        raise ApiError(422, str(exc), field="Idempotency-Key") from None
+    if created or (view.status is JobStatus.QUEUED and view.attempts == 0):
+        try:
+            await services.dispatcher.dispatch(TaskPayload(job_id, params["date"], _tuple(params)))
+        except DispatchError as exc:
+            return await _record_dispatch_failure(request, job_id, exc)
+        view = await services.store.get(job_id) or view
+    logger.info("job accepted", extra={"job_id": job_id, "created": created})
+    return JSONResponse(view.to_json(), status_code=202 if created else 200)
+
+
+async def get_job(request: Request) -> Response:
+    services = services_of(request)
+    require_ingest_token(request, services.settings.ingest_api_token)
+    job_id = request.path_params["job_id"]
+    view = await services.store.get(job_id) if len(job_id) <= MAX_JOB_ID_LENGTH else None
+    if view is None:
+        return error_response(404, f"job {job_id} not found", job_id=job_id)
+    return JSONResponse(view.to_json())
+
+
+def parse_run_daily_body(body: bytes) -> dict[str, Any]:
+    """Validate the optional JSON body of run-daily; raise ApiError naming the field."""
+    if not body.strip():
+        return {"date": None, "tickers": None}
+    try:
+        doc = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ApiError(400, "request body must be a JSON object")
+    ignored = sorted(set(doc) - {"date", "tickers"})
+    if ignored:
+        logger.warning("ignoring unknown fields in run-daily body", extra={"fields": ignored})
+    return {"date": _parse_date(doc.get("date")), "tickers": _parse_tickers(doc.get("tickers"))}
+
+
+def _parse_date(value: Any) -> str | None:
+    if value is None:
+        return None
+    expected = "expected a trading day as YYYY-MM-DD"
+    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ApiError(422, f"date {value!r} is invalid: {expected}", field="date")
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        raise ApiError(
+            422, f"date {value!r} is not a calendar date: {expected}", field="date"
+        ) from None
+    return value
+
+
+def _parse_tickers(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        raise ApiError(
+            422, "tickers is invalid: expected a non-empty list of ticker strings", field="tickers"
+        )
+    if len(value) > MAX_TICKERS:
+        raise ApiError(
+            422,
+            f"tickers has {len(value)} entries: expected at most {MAX_TICKERS}",
+            field="tickers",
+        )
+    for item in value:
+        if not isinstance(item, str) or not TICKER_PATTERN.fullmatch(item):
+            raise ApiError(
+                422,
+                f"tickers contains {item!r}: expected symbols such as 7203.T or AAPL "
+                "(letters, digits and . - _ ^ =, at most 32 characters)",
+                field="tickers",
+            )
+    return list(dict.fromkeys(value))
+
+
+def _job_id_for(idempotency_key: str | None) -> str:
+    if idempotency_key is None:
+        return str(uuid.uuid4())
+    if not IDEMPOTENCY_KEY_PATTERN.fullmatch(idempotency_key):
+        raise ApiError(
+            400,
+            "Idempotency-Key is invalid: expected 1 to 255 printable ASCII characters "
+            "without spaces",
+            field="Idempotency-Key",
+        )
+    return str(uuid.uuid5(IDEMPOTENT_JOB_NAMESPACE, idempotency_key))
+
+
+def _fingerprint(params: dict[str, Any]) -> str:
+    canonical = json.dumps(params, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _tuple(params: dict[str, Any]) -> tuple[str, ...] | None:
+    tickers = params["tickers"]
+    return tuple(tickers) if tickers is not None else None
+
+
+async def _record_dispatch_failure(request: Request, job_id: str, exc: DispatchError) -> Response:
+    reason = f"could not enqueue the job: {exc.reason}"
+    logger.error("dispatch failed", extra={"job_id": job_id, "error": exc.reason})
+    try:
+        await services_of(request).store.fail(job_id, reason)
+    except (JobFinished, LeaseHeld):
+        # A delivery got through after all; the job's own events tell its fate.
+        logger.info(
+            "dispatch failure not recorded: job already delivered", extra={"job_id": job_id}
+        )
+    return error_response(503, reason, job_id=job_id, headers={"Retry-After": "30"})
+
+
+routes = [
+    Route("/api/v1/ingest/run-daily", run_daily, methods=["POST"]),
+    Route("/api/v1/ingest/jobs/{job_id}", get_job, methods=["GET"]),
+]

@@ -1,0 +1,167 @@
+"""The worker endpoint that the task queue pushes jobs to.
+
+The queue retries every answer that is not 2xx, so the status code says
+what should happen next, not only what happened:
+
+- 2xx: done with this task, including "can never succeed" (unknown job,
+  malformed payload, last attempt failed), which is recorded first;
+- 503 with Retry-After: try again later (job leased by another delivery,
+  Redis or a data dependency down with attempts left);
+- 500: unexpected error with attempts left.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from app.auth import require_worker_caller
+from app.dispatch.base import WORKER_PATH
+from app.errors import error_response
+from app.runner import Outcome, run_job
+from app.services import services_of
+from jobstore.errors import JobFinished, LeaseHeld
+from jobstore.events import EventType
+
+logger = logging.getLogger(__name__)
+
+DELIVERY_HEADER_PREFIX = "x-cloudtasks-"
+
+
+class InvalidPayload(ValueError):
+    def __init__(self, reason: str, job_id: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.job_id = job_id
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """The task-queue headers of one delivery, as recorded in the job's events."""
+
+    headers: dict[str, str]
+
+    @property
+    def retry_count(self) -> int | None:
+        value = self.headers.get("X-CloudTasks-TaskRetryCount", "")
+        return int(value) if value.isdigit() else None
+
+
+async def run_daily_worker(request: Request) -> Response:
+    services = services_of(request)
+    require_worker_caller(
+        request,
+        local_key=services.local_dispatch_key,
+        auth_disabled=services.settings.internal_auth_disabled,
+    )
+    delivery = _delivery_of(request)
+    try:
+        job_id = parse_worker_payload(await request.body())
+    except InvalidPayload as exc:
+        return await _reject_payload(request, exc, delivery)
+
+    params = await _stored_params(request, job_id)
+    if params is None:
+        logger.warning("delivery for unknown job", extra={"job_id": job_id})
+        return _done("unknown_job", job_id, f"job {job_id} not found; nothing to run")
+
+    try:
+        lease = await services.store.start(job_id, delivery=delivery.headers)
+    except JobFinished as exc:
+        return _done("already_finished", job_id, f"job is already {exc.status.value}")
+    except LeaseHeld as exc:
+        retry_after_s = max(1, -(-exc.lease_left_ms // 1000))
+        logger.info("delivery while another runs the job", extra={"job_id": job_id})
+        return error_response(
+            503,
+            f"job {job_id} is running in another delivery; retry after its lease",
+            headers={"Retry-After": str(retry_after_s)},
+            job_id=job_id,
+        )
+
+    attempt = (delivery.retry_count + 1) if delivery.retry_count is not None else lease.attempt
+    outcome = await run_job(services, lease, params, attempt=attempt, delivery=delivery.headers)
+    return _outcome_response(job_id, outcome)
+
+
+def parse_worker_payload(body: bytes) -> str:
+    """Return the job id of a delivery body; raise InvalidPayload when it has none."""
+    try:
+        doc = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidPayload(f"payload is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InvalidPayload("payload must be a JSON object with job_id")
+    job_id = doc.get("job_id")
+    if not isinstance(job_id, str) or not 0 < len(job_id) <= 200:
+        raise InvalidPayload("payload job_id is missing or not a string of 1 to 200 characters")
+    return job_id
+
+
+async def _stored_params(request: Request, job_id: str) -> dict[str, Any] | None:
+    """Return the parameters recorded when the job was created, or None for an unknown job.
+
+    The job's own created event is the source of truth for what to run, so a
+    stale or hand-made payload cannot change a job's parameters.
+    """
+    first = await services_of(request).store.events(job_id, limit=1)
+    if not first or first[0].type is not EventType.CREATED:
+        return None
+    params: dict[str, Any] = first[0].data.get("params", {})
+    return params
+
+
+async def _reject_payload(request: Request, exc: InvalidPayload, delivery: Delivery) -> Response:
+    logger.error("rejected worker payload", extra={"error": exc.reason, **delivery.headers})
+    return _done("rejected", exc.job_id, exc.reason)
+
+
+def _outcome_response(job_id: str, outcome: Outcome) -> Response:
+    if outcome.retry_after_s is not None:
+        return error_response(
+            outcome.status_code,
+            outcome.detail,
+            headers={"Retry-After": str(outcome.retry_after_s)},
+            job_id=job_id,
+            outcome=outcome.name,
+        )
+    return _done(outcome.name, job_id, outcome.detail, status_code=outcome.status_code)
+
+
+def _done(name: str, job_id: str | None, detail: str, status_code: int = 200) -> JSONResponse:
+    return JSONResponse(
+        {"outcome": name, "job_id": job_id, "detail": detail}, status_code=status_code
+    )
+
+
+def _delivery_of(request: Request) -> Delivery:
+    headers = {
+        _canonical(name): value
+        for name, value in request.headers.items()
+        if name.lower().startswith(DELIVERY_HEADER_PREFIX)
+    }
+    return Delivery(headers)
+
+
+def _canonical(name: str) -> str:
+    # "x-cloudtasks-taskretrycount" -> "X-CloudTasks-TaskRetryCount", as documented.
+    rest = name[len(DELIVERY_HEADER_PREFIX) :]
+    known = {
+        "queuename": "QueueName",
+        "taskname": "TaskName",
+        "taskretrycount": "TaskRetryCount",
+        "taskexecutioncount": "TaskExecutionCount",
+        "tasketa": "TaskETA",
+        "taskpreviousresponse": "TaskPreviousResponse",
+        "taskretryreason": "TaskRetryReason",
+    }
+    return "X-CloudTasks-" + known.get(rest.lower(), rest)
+
+
+routes = [Route(WORKER_PATH, run_daily_worker, methods=["POST"])]
