@@ -225,8 +225,15 @@ async def test_append_sent_twice_is_stored_once(store: JobStore, redis: Redis) -
     await store.create(job_id, {})
     state = await redis.hgetall(keys.state_key(job_id))
     script_args = [
-        state["version"], state["last_event_key"], "progress", "", 0, state["view"], "queued",
-        "type", "progress",
+        state["version"],
+        state["last_event_key"],
+        "progress",
+        "",
+        0,
+        state["view"],
+        "queued",
+        "type",
+        "progress",
     ]
 
     reply = await store._append_script(
