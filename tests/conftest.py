@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from tests.servers import RedisServer
+from tests.servers import RedisServer, VictoriaMetrics
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +30,14 @@ def own_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A Redis server of the test's own, for tests that stop or restart it."""
     server = RedisServer(tmp_path / "redis")
     server.directory.mkdir()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def victoria(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaMetrics]:
+    server = VictoriaMetrics(tmp_path_factory.mktemp("victoria"))
     server.start()
     yield server
     server.stop()

