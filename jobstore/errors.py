@@ -1,12 +1,12 @@
 """Errors raised by the job store.
 
-    JobStoreError
-    ├── JobStoreUnavailable      Redis could not be reached or timed out
-    ├── JobNotFound              no job with that id
-    ├── IdempotencyConflict      key reused with other parameters
-    ├── JobFinished              the job already completed or failed
-    ├── LeaseHeld                another delivery is running the job
-    └── LeaseLost                the caller's lease was taken over
+JobStoreError
+├── JobStoreUnavailable      Redis could not be reached or timed out
+├── JobNotFound              no job with that id
+├── IdempotencyConflict      key reused with other parameters
+├── JobFinished              the job already completed or failed
+├── LeaseHeld                another delivery is running the job
+└── LeaseLost                the caller's lease was taken over
 """
 
 from __future__ import annotations

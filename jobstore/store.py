@@ -80,7 +80,9 @@ class JobStore:
         if fingerprint is not None:
             data["fingerprint"] = fingerprint
         event = JobEvent(EventType.CREATED, utc_now(), data=data)
-        outcome = await self._guard(self._append(job_id, EventType.CREATED, lambda _: event, lease_id=""))
+        outcome = await self._guard(
+            self._append(job_id, EventType.CREATED, lambda _: event, lease_id="")
+        )
         if outcome != "exists":
             return await self._require_view(job_id), True
 
@@ -102,7 +104,9 @@ class JobStore:
         entries = await self._guard(
             self._redis.xrange(keys.events_key(job_id), min=start, max="+", count=limit)
         )
-        return [JobEvent.from_fields(_text(entry_id), _decode(fields)) for entry_id, fields in entries]
+        return [
+            JobEvent.from_fields(_text(entry_id), _decode(fields)) for entry_id, fields in entries
+        ]
 
     async def start(self, job_id: str, *, delivery: dict[str, str] | None = None) -> Lease:
         """Start a new attempt of a queued job, or take over one whose lease expired.
@@ -114,11 +118,16 @@ class JobStore:
 
         def build(view: JobView) -> JobEvent:
             return JobEvent(
-                EventType.STARTED, utc_now(), attempt=view.attempts + 1,
-                data={"lease_id": lease_id}, delivery=delivery,
+                EventType.STARTED,
+                utc_now(),
+                attempt=view.attempts + 1,
+                data={"lease_id": lease_id},
+                delivery=delivery,
             )
 
-        outcome = await self._guard(self._append(job_id, EventType.STARTED, build, lease_id=lease_id))
+        outcome = await self._guard(
+            self._append(job_id, EventType.STARTED, build, lease_id=lease_id)
+        )
         self._raise_rejection(job_id, outcome)
         view = await self._require_view(job_id)
         return Lease(job_id, lease_id, view.attempts)
@@ -170,8 +179,11 @@ class JobStore:
 
         def build(view: JobView) -> JobEvent:
             return JobEvent(
-                EventType.FAILED, utc_now(), attempt=view.attempts,
-                data={"error": error}, delivery=delivery,
+                EventType.FAILED,
+                utc_now(),
+                attempt=view.attempts,
+                data={"error": error},
+                delivery=delivery,
             )
 
         outcome = await self._guard(self._append(job_id, EventType.FAILED, build, lease_id=""))
@@ -188,7 +200,9 @@ class JobStore:
         def build(_: JobView) -> JobEvent:
             return JobEvent(event_type, utc_now(), lease.attempt, data, delivery)
 
-        outcome = await self._guard(self._append(lease.job_id, event_type, build, lease_id=lease.lease_id))
+        outcome = await self._guard(
+            self._append(lease.job_id, event_type, build, lease_id=lease.lease_id)
+        )
         self._raise_rejection(lease.job_id, outcome)
 
     async def _append(
@@ -217,8 +231,13 @@ class JobStore:
             reply = await self._append_script(
                 keys=[keys.events_key(job_id), keys.state_key(job_id)],
                 args=[
-                    snapshot.version, event_key, event.type.value, lease_id, self.lease_ms,
-                    json.dumps(view.to_json(), separators=(",", ":")), view.status.value,
+                    snapshot.version,
+                    event_key,
+                    event.type.value,
+                    lease_id,
+                    self.lease_ms,
+                    json.dumps(view.to_json(), separators=(",", ":")),
+                    view.status.value,
                     *_flatten(event.to_fields()),
                 ],
             )
