@@ -1,0 +1,187 @@
+"""Daily-bar CSV files in a directory, read one row at a time.
+
+Three layouts are recognised from the header:
+- yfinance export: three header rows `Price,Adj Close,Close,...`, `Ticker,7203.T,...`,
+  `Date,,,...`; the ticker comes from the Ticker row and the column order from the first.
+- plain: one header row naming Date, Open, High, Low, Close, Volume (Stooq downloads);
+  the ticker comes from the file name (`aapl_us_d.csv` is AAPL on the US market).
+- Japanese broker export: 日付,始値,高値,安値,終値,出来高 in UTF-8 (with or without BOM)
+  or CP932, dates as YYYY/MM/DD, numbers with thousands separators, newest row first.
+
+Rows are always yielded oldest first: a file whose first data row is newer than its
+second is read backwards from its end, so no layout is held in memory as a whole.
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from ingestion.bars import Bar
+from ingestion.errors import SourceFileError
+from ingestion.markets import Listing, listing_from_file_stem, normalize_ticker
+from ingestion.sources.parsing import ColumnMap, bar_from_row, parse_day
+
+logger = logging.getLogger(__name__)
+
+_READ_BLOCK_BYTES = 64 * 1024
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+class CsvLayout(str, enum.Enum):
+    YFINANCE = "yfinance"
+    PLAIN = "plain"
+
+
+@dataclass(frozen=True)
+class CsvFile:
+    """A probed source file: its listing, encoding, columns and where data rows start."""
+
+    path: Path
+    listing: Listing
+    layout: CsvLayout
+    encoding: str
+    columns: ColumnMap
+    data_offset: int
+
+
+def discover(directory: Path) -> tuple[dict[str, CsvFile], dict[str, str]]:
+    """Probe every *.csv in `directory`.
+
+    Returns the files by canonical ticker and, separately, a message per file that
+    cannot be used (keyed by file name), so one bad file never hides the others.
+    """
+    files: dict[str, CsvFile] = {}
+    problems: dict[str, str] = {}
+    for path in sorted(directory.glob("*.csv")):
+        try:
+            probed = probe(path)
+        except SourceFileError as exc:
+            problems[path.name] = str(exc)
+            continue
+        if probed.listing.ticker in files:
+            other = files[probed.listing.ticker].path.name
+            problems[path.name] = f"{path.name}: ticker {probed.listing.ticker} also in {other}"
+            continue
+        files[probed.listing.ticker] = probed
+    return files, problems
+
+
+def probe(path: Path) -> CsvFile:
+    """Read the header of `path` and work out layout, encoding, columns and ticker."""
+    try:
+        with path.open("rb") as stream:
+            first = stream.readline()
+            encoding = _detect_encoding(first, path)
+            header = _split(first, encoding)
+            if header[:1] == ["Price"]:
+                return _probe_yfinance(path, stream, encoding, header)
+            columns = ColumnMap.from_header(header, path.name)
+            data_offset = stream.tell()
+    except OSError as exc:
+        raise SourceFileError(f"{path.name}: cannot be read: {exc}") from exc
+    listing = _listing_from_name(path)
+    return CsvFile(path, listing, CsvLayout.PLAIN, encoding, columns, data_offset)
+
+
+def read_bars(source: CsvFile) -> Iterator[Bar]:
+    """Yield the bars of a probed file, oldest first."""
+    try:
+        with source.path.open("rb") as stream:
+            if _is_newest_first(stream, source):
+                lines = _lines_backwards(stream, source.data_offset)
+            else:
+                stream.seek(source.data_offset)
+                lines = iter(stream)
+            for raw_line in lines:
+                if not raw_line.strip():
+                    continue
+                yield bar_from_row(_split(raw_line, source.encoding, source.path), source.columns)
+    except OSError as exc:
+        raise SourceFileError(f"{source.path.name}: read failed: {exc}") from exc
+
+
+def _probe_yfinance(path: Path, stream: BinaryIO, encoding: str, header: list[str]) -> CsvFile:
+    ticker_row = _split(stream.readline(), encoding, path)
+    date_row = _split(stream.readline(), encoding, path)
+    if ticker_row[:1] != ["Ticker"] or date_row[:1] != ["Date"]:
+        raise SourceFileError(
+            f"{path.name}: yfinance header must be followed by a Ticker row and a Date row"
+        )
+    tickers = {cell.strip() for cell in ticker_row[1:] if cell.strip()}
+    if len(tickers) != 1:
+        raise SourceFileError(f"{path.name}: expected one ticker in the Ticker row, got {tickers}")
+    try:
+        listing = normalize_ticker(tickers.pop())
+    except ValueError as exc:
+        raise SourceFileError(f"{path.name}: {exc}") from exc
+    # The first header row names the price columns; its first cell stands for the Date.
+    columns = ColumnMap.from_header(["Date", *header[1:]], path.name)
+    return CsvFile(path, listing, CsvLayout.YFINANCE, encoding, columns, stream.tell())
+
+
+def _listing_from_name(path: Path) -> Listing:
+    try:
+        return listing_from_file_stem(path.name.removesuffix(".csv"))
+    except ValueError as exc:
+        raise SourceFileError(f"{path.name}: no ticker in the file name: {exc}") from exc
+
+
+def _detect_encoding(first_line: bytes, path: Path) -> str:
+    if first_line.startswith(_UTF8_BOM):
+        return "utf-8-sig"
+    for encoding in ("utf-8", "cp932"):
+        try:
+            first_line.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        return encoding
+    raise SourceFileError(f"{path.name}: header is neither UTF-8 nor CP932 (Shift-JIS) text")
+
+
+def _split(raw_line: bytes, encoding: str, path: Path | None = None) -> list[str]:
+    try:
+        text = raw_line.decode(encoding)
+    except UnicodeDecodeError as exc:
+        name = path.name if path is not None else "file"
+        raise SourceFileError(f"{name}: invalid {encoding} byte sequence: {exc}") from exc
+    # NOTE: each physical line is one record, so a quoted cell containing a line
+    # break is not supported; none of the supported layouts produces one.
+    return next(csv.reader([text.lstrip("\ufeff").rstrip("\r\n")]), [])
+
+
+def _is_newest_first(stream: BinaryIO, source: CsvFile) -> bool:
+    stream.seek(source.data_offset)
+    days = []
+    for raw_line in stream:
+        if not raw_line.strip():
+            continue
+        day = parse_day(_split(raw_line, source.encoding, source.path)[source.columns.date])
+        if day is not None:
+            days.append(day)
+        if len(days) == 2:
+            return days[0] > days[1]
+    return False
+
+
+def _lines_backwards(stream: BinaryIO, start: int) -> Iterator[bytes]:
+    """Yield the lines between byte `start` and the end of `stream`, last line first.
+
+    Splitting raw bytes on b"\\n" is safe for UTF-8 and CP932 because neither uses the
+    byte 0x0A inside a multi-byte character.
+    """
+    position = stream.seek(0, 2)
+    tail = b""
+    while position > start:
+        size = min(_READ_BLOCK_BYTES, position - start)
+        position -= size
+        stream.seek(position)
+        pieces = (stream.read(size) + tail).split(b"\n")
+        tail = pieces[0]
+        yield from reversed(pieces[1:])
+    yield tail

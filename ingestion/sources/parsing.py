@@ -1,0 +1,111 @@
+"""Parsing of CSV cells and headers shared by the file and HTTP sources."""
+
+from __future__ import annotations
+
+import datetime
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ingestion.bars import Bar
+from ingestion.errors import SourceFileError
+
+# Header names per field, compared after strip() and lower(). The Japanese names are
+# the columns of Japanese broker exports (日付 date, 始値 open, 高値 high, 安値 low,
+# 終値 close, 出来高 volume, 調整後終値 adjusted close).
+HEADER_ALIASES: dict[str, tuple[str, ...]] = {
+    "date": ("date", "日付"),
+    "open": ("open", "始値"),
+    "high": ("high", "高値"),
+    "low": ("low", "安値"),
+    "close": ("close", "終値"),
+    "adj_close": ("adj close", "adj_close", "adjclose", "調整後終値"),
+    "volume": ("volume", "出来高"),
+}
+REQUIRED_FIELDS = ("date", "open", "high", "low", "close", "volume")
+_MISSING_MARKERS = frozenset({"", "-", "nan", "null", "none", "n/a", "#n/a"})
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """Column index of each field in a data row; adj_close is optional."""
+
+    date: int
+    open: int
+    high: int
+    low: int
+    close: int
+    volume: int
+    adj_close: int | None
+
+    @classmethod
+    def from_header(cls, names: Sequence[str], source: str) -> ColumnMap:
+        positions: dict[str, int] = {}
+        for index, name in enumerate(names):
+            key = name.strip().lstrip("\ufeff").lower()
+            for field_name, aliases in HEADER_ALIASES.items():
+                if key in aliases and field_name not in positions:
+                    positions[field_name] = index
+        missing = [name for name in REQUIRED_FIELDS if name not in positions]
+        if missing:
+            raise SourceFileError(
+                f"{source}: header {list(names)!r} has no column for {', '.join(missing)}; "
+                "expected Date,Open,High,Low,Close,Volume or 日付,始値,高値,安値,終値,出来高"
+            )
+        return cls(adj_close=positions.get("adj_close"), **{n: positions[n] for n in REQUIRED_FIELDS})
+
+
+def parse_day(text: str) -> datetime.date | None:
+    """Parse YYYY-MM-DD or YYYY/MM/DD; a time part after a space or T is ignored."""
+    head = text.strip().replace("T", " ").split(" ", 1)[0].replace("/", "-")
+    try:
+        return datetime.date.fromisoformat(head)
+    except ValueError:
+        return None
+
+
+def parse_price(text: str) -> float | None:
+    cleaned = text.strip().replace(",", "")
+    if cleaned.lower() in _MISSING_MARKERS:
+        return None
+    try:
+        value = float(cleaned)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def parse_volume(text: str) -> int | None:
+    """Parse a share count; `1,234`, `1234` and `1234.0` give 1234, a fraction gives None."""
+    cleaned = text.strip().replace(",", "")
+    if cleaned.lower() in _MISSING_MARKERS:
+        return None
+    try:
+        return int(cleaned)
+    except ValueError:
+        pass
+    value = parse_price(cleaned)
+    if value is None or not value.is_integer():
+        return None
+    return int(value)
+
+
+def bar_from_row(row: Sequence[str], columns: ColumnMap) -> Bar:
+    """Build a Bar from one data row; bad cells become None and set `problem`."""
+    if len(row) <= max(columns.date, columns.open, columns.high, columns.low,
+                       columns.close, columns.volume):
+        return Bar(",".join(row)[:32], None, None, None, None, None, None, problem="short_row")
+    date_text = row[columns.date].strip()
+    day = parse_day(date_text)
+    values = [row[i] for i in (columns.open, columns.high, columns.low, columns.close)]
+    prices = [parse_price(text) for text in values]
+    volume = parse_volume(row[columns.volume])
+    adj_close = None
+    if columns.adj_close is not None and columns.adj_close < len(row):
+        adj_close = parse_price(row[columns.adj_close])
+    problem = None
+    if day is None:
+        problem = "invalid_date"
+    elif any(price is None for price in prices) or volume is None:
+        problem = "missing_value"
+    return Bar(date_text, day, *prices, volume=volume, adj_close=adj_close, problem=problem)
