@@ -43,6 +43,13 @@ class JobFinished(JobStoreError):
         self.status = status
 
 
+class JobNotFinished(JobStoreError):
+    def __init__(self, job_id: str, status: JobStatus) -> None:
+        super().__init__(f"job {job_id} is still {status.value}")
+        self.job_id = job_id
+        self.status = status
+
+
 class LeaseHeld(JobStoreError):
     def __init__(self, job_id: str, lease_left_ms: int) -> None:
         super().__init__(f"job {job_id} is running under another lease for {lease_left_ms} ms")

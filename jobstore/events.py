@@ -35,6 +35,8 @@ class EventType(StrEnum):
     ATTEMPT_FAILED = "attempt_failed"
     COMPLETED = "completed"
     FAILED = "failed"
+    # A finished job was re-run as a new job; data holds the new job's id.
+    RERUN_REQUESTED = "rerun_requested"
 
 
 def utc_now() -> datetime:

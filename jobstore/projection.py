@@ -85,6 +85,9 @@ def apply(view: JobView | None, job_id: str, event: JobEvent) -> JobView:
         )
     if view is None:
         raise ValueError(f"job {job_id} has a {event.type} event before created")
+    if event.type is EventType.RERUN_REQUESTED:
+        # The link to the new job is history only: a finished job's JSON stays as it was.
+        return view
 
     view = replace(view, updated_at=event.at)
     match event.type:

@@ -14,6 +14,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -24,6 +25,7 @@ from jobstore import keys, projection
 from jobstore.errors import (
     IdempotencyConflict,
     JobFinished,
+    JobNotFinished,
     JobNotFound,
     JobStoreError,
     JobStoreUnavailable,
@@ -31,6 +33,8 @@ from jobstore.errors import (
     LeaseLost,
 )
 from jobstore.events import EventType, JobEvent, JobStatus, utc_now
+from jobstore.legacy import view_from_legacy
+from jobstore.listing import JobPage, list_jobs
 from jobstore.projection import JobView
 
 logger = logging.getLogger(__name__)
@@ -40,6 +44,9 @@ T = TypeVar("T")
 # Version conflicts only happen when writers race on one job; each retry
 # re-reads the state, so a handful of rounds is plenty.
 MAX_CONFLICT_RETRIES = 8
+
+# Fixed namespace for the ids of re-run jobs.
+RERUN_NAMESPACE = uuid.UUID("0b7f3d7e-2a39-4c4e-8f0e-5e6f1c9a4d21")
 
 _REDIS_UNAVAILABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 
@@ -59,15 +66,39 @@ class _Snapshot:
     view: JobView | None
 
 
+@dataclass(frozen=True)
+class Retention:
+    """How long finished jobs and global stream entries are kept, in seconds."""
+
+    completed_s: int = 7 * 86_400
+    failed_s: int = 30 * 86_400
+    global_stream_s: int = 7 * 86_400
+
+    def keep_s(self, status: JobStatus) -> int:
+        if status is JobStatus.COMPLETED:
+            return self.completed_s
+        if status is JobStatus.FAILED:
+            return self.failed_s
+        return 0
+
+
 class JobStore:
-    def __init__(self, redis: Redis, *, lease_ms: int = 60_000) -> None:
+    def __init__(
+        self, redis: Redis, *, lease_ms: int = 60_000, retention: Retention | None = None
+    ) -> None:
         self._redis = redis
         self.lease_ms = lease_ms
+        self.retention = retention or Retention()
         self._append_script = redis.register_script(_read_script("append.lua"))
         self._renew_script = redis.register_script(_read_script("renew.lua"))
 
     async def create(
-        self, job_id: str, params: dict[str, Any], *, fingerprint: str | None = None
+        self,
+        job_id: str,
+        params: dict[str, Any],
+        *,
+        fingerprint: str | None = None,
+        rerun_of: str | None = None,
     ) -> tuple[JobView, bool]:
         """Create a queued job; return its view and whether this call created it.
 
@@ -79,6 +110,8 @@ class JobStore:
         data: dict[str, Any] = {"params": params}
         if fingerprint is not None:
             data["fingerprint"] = fingerprint
+        if rerun_of is not None:
+            data["rerun_of"] = rerun_of
         event = JobEvent(EventType.CREATED, utc_now(), data=data)
         outcome = await self._guard(
             self._append(job_id, EventType.CREATED, lambda _: event, lease_id="")
@@ -95,6 +128,24 @@ class JobStore:
         """Return the job's current view, read from its snapshot in one command."""
         doc = await self._guard(self._redis.hget(keys.state_key(job_id), "view"))
         return JobView.from_json(json.loads(doc)) if doc else None
+
+    async def get_legacy(self, job_id: str) -> JobView | None:
+        """Return a Celery-era job from its old `job:<id>` hash, or None."""
+        record = await self._guard(self._redis.hgetall(keys.legacy_job_key(job_id)))
+        return view_from_legacy(job_id, _decode(record)) if record else None
+
+    async def list_jobs(
+        self,
+        *,
+        status: JobStatus | None = None,
+        since_ms: int | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> JobPage:
+        """Return one page of jobs, newest first; see jobstore.listing."""
+        return await self._guard(
+            list_jobs(self._redis, status=status, since_ms=since_ms, limit=limit, cursor=cursor)
+        )
 
     async def events(
         self, job_id: str, *, after: str | None = None, limit: int | None = None
@@ -189,6 +240,37 @@ class JobStore:
         outcome = await self._guard(self._append(job_id, EventType.FAILED, build, lease_id=""))
         self._raise_rejection(job_id, outcome)
 
+    async def rerun(self, job_id: str) -> JobView:
+        """Queue a new job with the parameters of a finished one, and link the two.
+
+        The new job's created event names the old job (`rerun_of`) and the
+        old job gets a `rerun_requested` event naming the new one. The new
+        id derives from the old job's version, so two identical requests
+        racing each other create one job. Raises JobNotFound, or
+        JobNotFinished while the job is queued or running.
+        """
+        snapshot = await self._guard(self._read_snapshot(job_id))
+        if snapshot.view is None:
+            raise JobNotFound(job_id)
+        if not snapshot.view.status.is_terminal:
+            raise JobNotFinished(job_id, snapshot.view.status)
+        first = await self.events(job_id, limit=1)
+        params = first[0].data.get("params", {})
+        new_id = str(uuid.uuid5(RERUN_NAMESPACE, f"{job_id}:{snapshot.version}"))
+
+        view, _ = await self.create(new_id, params, rerun_of=job_id)
+
+        def build(old: JobView) -> JobEvent:
+            return JobEvent(
+                EventType.RERUN_REQUESTED, utc_now(), old.attempts, {"rerun_job_id": new_id}
+            )
+
+        outcome = await self._guard(
+            self._append(job_id, EventType.RERUN_REQUESTED, build, lease_id="")
+        )
+        self._raise_rejection(job_id, outcome)
+        return view
+
     async def _append_under_lease(
         self,
         lease: Lease,
@@ -229,7 +311,7 @@ class JobStore:
             view = projection.apply(snapshot.view, job_id, event)
 
             reply = await self._append_script(
-                keys=[keys.events_key(job_id), keys.state_key(job_id)],
+                keys=keys.append_keys(job_id),
                 args=[
                     snapshot.version,
                     event_key,
@@ -238,6 +320,10 @@ class JobStore:
                     self.lease_ms,
                     json.dumps(view.to_json(), separators=(",", ":")),
                     view.status.value,
+                    job_id,
+                    _epoch_ms(view.created_at),
+                    self.retention.keep_s(view.status),
+                    self._oldest_global_id(),
                     *_flatten(event.to_fields()),
                 ],
             )
@@ -249,6 +335,9 @@ class JobStore:
                 return "exists" if reason == "exists" else (reason, _text(reply[2]), int(reply[3]))
             logger.debug("version conflict on job append", extra={"job_id": job_id})
         raise JobStoreError(f"job {job_id}: gave up after {MAX_CONFLICT_RETRIES} version conflicts")
+
+    def _oldest_global_id(self) -> str:
+        return f"{_epoch_ms(utc_now()) - self.retention.global_stream_s * 1000}-0"
 
     async def _read_snapshot(self, job_id: str) -> _Snapshot:
         version, doc = await self._redis.hmget(keys.state_key(job_id), ["version", "view"])
@@ -274,6 +363,8 @@ class JobStore:
             raise LeaseHeld(job_id, lease_left_ms)
         if reason == "lease_lost":
             raise LeaseLost(job_id)
+        if reason == "not_finished":
+            raise JobNotFinished(job_id, JobStatus(status))
         raise JobStoreError(f"job {job_id}: unexpected rejection {reason!r}")
 
     @staticmethod
@@ -287,6 +378,10 @@ class JobStore:
 
 def _read_script(name: str) -> str:
     return resources.files("jobstore").joinpath(name).read_text(encoding="utf-8")
+
+
+def _epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
 
 
 def _flatten(fields: dict[str, str]) -> list[str]:
