@@ -28,7 +28,7 @@ from app.services import Services
 from app.settings import Settings
 from ingestion.config import InfluxTarget, IngestionConfig
 from jobstore.embedded import EmbeddedRedis
-from jobstore.store import JobStore
+from jobstore.store import JobStore, Retention
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         dispatcher = _dispatcher(app, settings, local_key)
         app.state.services = Services(
             settings=settings,
-            store=JobStore(redis, lease_ms=settings.lease_s * 1000),
+            store=JobStore(redis, lease_ms=settings.lease_s * 1000, retention=_retention(settings)),
             dispatcher=dispatcher,
             ingestion=ingestion_config(settings),
             local_dispatch_key=local_key,
@@ -107,6 +107,14 @@ def ingestion_config(settings: Settings) -> IngestionConfig:
         )
     return IngestionConfig(
         market_data_dir=settings.market_data_dir, influx=influx, points_file=settings.points_file
+    )
+
+
+def _retention(settings: Settings) -> Retention:
+    return Retention(
+        completed_s=settings.completed_job_ttl_s,
+        failed_s=settings.failed_job_ttl_s,
+        global_stream_s=settings.event_stream_ttl_s,
     )
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 from ingestion.config import default_market_data_dir
 
 DEFAULT_STATE_DIR = Path("var")
+DAY_S = 86_400
+YEAR_S = 366 * DAY_S
 
 
 class SettingsError(ValueError):
@@ -34,6 +36,9 @@ class Settings:
     internal_auth_disabled: bool
     lease_s: int
     task_max_attempts: int
+    completed_job_ttl_s: int
+    failed_job_ttl_s: int
+    event_stream_ttl_s: int
     log_level: str
 
     @classmethod
@@ -65,6 +70,13 @@ class Settings:
             internal_auth_disabled=_internal_auth_disabled(env),
             lease_s=_int(env, "LEASE_S", default=60, low=5, high=3600),
             task_max_attempts=_int(env, "TASK_MAX_ATTEMPTS", default=5, low=1, high=100),
+            completed_job_ttl_s=_int(
+                env, "COMPLETED_JOB_TTL_S", default=7 * DAY_S, low=60, high=YEAR_S
+            ),
+            failed_job_ttl_s=_int(env, "FAILED_JOB_TTL_S", default=30 * DAY_S, low=60, high=YEAR_S),
+            event_stream_ttl_s=_int(
+                env, "EVENT_STREAM_TTL_S", default=7 * DAY_S, low=60, high=YEAR_S
+            ),
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
         )
 
