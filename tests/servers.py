@@ -66,7 +66,7 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        _wait_for_port(self.port, self.process, "redis-server")
+        wait_for_port(self.port, self.process, "redis-server")
 
     def stop(self) -> None:
         if self.process is None:
@@ -104,7 +104,7 @@ class VictoriaMetrics:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        _wait_for_port(self.port, self.process, "victoria-metrics")
+        wait_for_port(self.port, self.process, "victoria-metrics")
 
     def stop(self) -> None:
         if self.process is None:
@@ -114,7 +114,7 @@ class VictoriaMetrics:
         self.process = None
 
 
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], name: str) -> None:
+def wait_for_port(port: int, process: subprocess.Popen[bytes], name: str) -> None:
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if process.poll() is not None:
