@@ -1,8 +1,8 @@
 """Compare peak traced memory of run_daily on a file of N rows and one of 10 N rows.
 
 Streaming means the peak should not grow with the file. The script prints the ratio of
-the two peaks measured in the same process; a ratio near 1 means constant memory, a
-ratio near 10 means the file is held in memory.
+the two peaks, both measured in the same process. A ratio near 1 means constant memory,
+and a ratio near 10 means the file is held in memory.
 
     PYTHONPATH=. python bench/ingest_memory.py [--rows N]
 """
@@ -31,7 +31,8 @@ def write_yfinance_file(directory: Path, ticker: str, rows: int) -> None:
         stream.write(HEADER.format(ticker=ticker))
         for index in range(rows):
             price = 1000.0 + (index % 50)
-            stream.write(f"{day},{price},{price},{price + 5},{price - 5},{price - 1},{1000 + index}\n")
+            high, low, open_ = price + 5, price - 5, price - 1
+            stream.write(f"{day},{price},{price},{high},{low},{open_},{1000 + index}\n")
             day += datetime.timedelta(days=1)
 
 

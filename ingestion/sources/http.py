@@ -99,7 +99,7 @@ class HttpSource:
         try:
             seconds = float(header) if header is not None else default_s
         except ValueError:
-            # An HTTP-date is allowed too (RFC 9110, section 10.2.3); backoff is used instead.
+            # Retry-After may also be an HTTP-date. That form is not parsed, so backoff applies.
             seconds = default_s
         return min(max(seconds, 0.0), self.config.max_retry_after_s)
 

@@ -22,11 +22,11 @@ def run_on(directory: Path, file_config: IngestionConfig, tickers: tuple | None 
     return run_daily(DailyParams(None, tickers), config, lambda progress: None).to_dict()
 
 
-def points_by_day(points_file: Path, zone: object) -> dict[datetime.date, dict[str, str]]:
+def points_by_day(points_file: Path, zone: datetime.tzinfo) -> dict[datetime.date, dict[str, str]]:
     points = {}
     for line in points_file.read_text(encoding="utf-8").splitlines():
         parsed = parse_line(line)
-        stamp = datetime.datetime.fromtimestamp(parsed.timestamp_s, tz=zone)  # type: ignore[arg-type]
+        stamp = datetime.datetime.fromtimestamp(parsed.timestamp_s, tz=zone)
         points[stamp.date()] = {**parsed.fields, **parsed.tags, "time": stamp.time().isoformat()}
     return points
 

@@ -46,10 +46,10 @@ def run_on(directory: Path, file_config: IngestionConfig, **changes: object) -> 
     return run_daily(DailyParams(None, None), config, lambda progress: None).to_dict()
 
 
-def written_days(points_file: Path, zone: object) -> list[datetime.date]:
+def written_days(points_file: Path, zone: datetime.tzinfo) -> list[datetime.date]:
     lines = points_file.read_text(encoding="utf-8").splitlines()
     return [
-        datetime.datetime.fromtimestamp(parse_line(line).timestamp_s, tz=zone).date()  # type: ignore[arg-type]
+        datetime.datetime.fromtimestamp(parse_line(line).timestamp_s, tz=zone).date()
         for line in lines
     ]
 
