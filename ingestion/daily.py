@@ -195,7 +195,8 @@ def _ingest_ticker(
             if verdict.flags:
                 outcome.bars_flagged += 1
                 for flag in verdict.flags:
-                    result.flagged.add(BarSample(listing.ticker, bar.date_text, flag, verdict.detail))
+                    sample = BarSample(listing.ticker, bar.date_text, flag, verdict.detail)
+                    result.flagged.add(sample)
     except LookupError:
         outcome.status = TickerStatus.NOT_FOUND
     except SourceFileError as exc:

@@ -98,7 +98,9 @@ def _tokyo_listing(code: str, raw: str) -> Listing:
 def _us_listing(symbol: str, raw: str) -> Listing:
     match = _US_SYMBOL.match(symbol)
     if match is None:
-        raise ValueError(f"invalid ticker {raw!r}: expected a US symbol like BRK.B or a code like 7203.T")
+        raise ValueError(
+            f"invalid ticker {raw!r}: expected a US symbol like BRK.B or a code like 7203.T"
+        )
     share_class = match.group("share_class")
     ticker = match.group("root") if share_class is None else f"{match.group('root')}.{share_class}"
     return Listing(ticker, US.code)

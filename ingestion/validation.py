@@ -22,7 +22,7 @@ SPLIT_FACTORS = (1.5, 2.0, 3.0, 4.0, 5.0, 8.0, 10.0, 20.0)
 SPLIT_RATIO_TOLERANCE = 0.05
 # A split changes price and share count by inverse factors, so traded value
 # (close * volume) stays near its usual level. A crash of the same size comes with a
-# surge in traded value: AAPL on 2000-09-29 fell 51.8% on about 8x its usual value.
+# surge in traded value: AAPL on 2000-09-29 fell 51.8% on about 10x its usual value.
 SPLIT_MAX_TRADED_VALUE_RATIO = 3.0
 TRADED_VALUE_WINDOW = 20
 TRADED_VALUE_MIN_HISTORY = 5

@@ -135,13 +135,20 @@ def _listing_from_name(path: Path) -> Listing:
 def _detect_encoding(first_line: bytes, path: Path) -> str:
     if first_line.startswith(_UTF8_BOM):
         return "utf-8-sig"
+    # CP932 decodes almost any byte string, UTF-16 and binary data included, so text
+    # with NUL bytes is rejected first.
+    if b"\x00" in first_line:
+        raise SourceFileError(
+            f"{path.name}: header contains NUL bytes (UTF-16 or binary data); "
+            "save the file as UTF-8 or CP932 (Shift-JIS)"
+        )
     for encoding in ("utf-8", "cp932"):
         try:
             first_line.decode(encoding)
         except UnicodeDecodeError:
             continue
         return encoding
-    raise SourceFileError(f"{path.name}: header is neither UTF-8 nor CP932 (Shift-JIS) text")
+    raise SourceFileError(f"{path.name}: header is not UTF-8 or CP932 (Shift-JIS) text")
 
 
 def _split(raw_line: bytes, encoding: str, path: Path | None = None) -> list[str]:

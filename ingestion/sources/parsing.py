@@ -50,9 +50,11 @@ class ColumnMap:
         if missing:
             raise SourceFileError(
                 f"{source}: header {list(names)!r} has no column for {', '.join(missing)}; "
-                "expected Date,Open,High,Low,Close,Volume or 日付,始値,高値,安値,終値,出来高"
+                "expected Date,Open,High,Low,Close,Volume "
+                "or 日付,始値,高値,安値,終値,出来高"
             )
-        return cls(adj_close=positions.get("adj_close"), **{n: positions[n] for n in REQUIRED_FIELDS})
+        required = {name: positions[name] for name in REQUIRED_FIELDS}
+        return cls(adj_close=positions.get("adj_close"), **required)
 
 
 def parse_day(text: str) -> datetime.date | None:
