@@ -82,8 +82,9 @@ def run_daily(
     logger.info("daily run started", extra={"tickers": len(listings), "target": writer.description})
     try:
         for index, listing in enumerate(listings, start=1):
-            outcome = _ingest_ticker(listing, params, config, source, writer, watermark,
-                                     calendars, result)
+            outcome = _ingest_ticker(
+                listing, params, config, source, writer, watermark, calendars, result
+            )
             result.tickers.append(outcome)
             if outcome.last_day_written is not None:
                 watermark.advance(listing.ticker, outcome.last_day_written)
@@ -98,8 +99,10 @@ def run_daily(
         on_progress(Progress(100, "no tickers to ingest", None))
     logger.info(
         "daily run finished",
-        extra={"bars_written": result.total("bars_written"),
-               "bars_rejected": result.total("bars_rejected")},
+        extra={
+            "bars_written": result.total("bars_written"),
+            "bars_rejected": result.total("bars_rejected"),
+        },
     )
     return result
 

@@ -11,7 +11,7 @@ from typing import Any
 MAX_SAMPLES_PER_REASON = 10
 
 
-class TickerStatus(str, enum.Enum):
+class TickerStatus(enum.StrEnum):
     DONE = "done"
     NOT_FOUND = "not_found"
     FAILED = "failed"
@@ -27,8 +27,12 @@ class BarSample:
     detail: str
 
     def to_dict(self) -> dict[str, str]:
-        return {"ticker": self.ticker, "date": self.date, "reason": self.reason,
-                "detail": self.detail}
+        return {
+            "ticker": self.ticker,
+            "date": self.date,
+            "reason": self.reason,
+            "detail": self.detail,
+        }
 
 
 @dataclass
@@ -58,8 +62,10 @@ class TickerOutcome:
     def summary(self) -> str:
         if self.status is TickerStatus.NOT_FOUND:
             return f"{self.ticker}: not found in {self.source}"
-        text = (f"{self.ticker}: {self.bars_written} bars written, "
-                f"{self.bars_rejected} rejected, {self.bars_flagged} flagged")
+        text = (
+            f"{self.ticker}: {self.bars_written} bars written, "
+            f"{self.bars_rejected} rejected, {self.bars_flagged} flagged"
+        )
         if self.status is TickerStatus.FAILED:
             text += f", failed: {self.error}"
         return text

@@ -45,9 +45,7 @@ class BarValidator:
     calendars: TradingCalendars
     _last_day_written: datetime.date | None = None
     _last_close: float | None = None
-    _traded_values: deque[float] = field(
-        default_factory=lambda: deque(maxlen=TRADED_VALUE_WINDOW)
-    )
+    _traded_values: deque[float] = field(default_factory=lambda: deque(maxlen=TRADED_VALUE_WINDOW))
 
     def check(self, bar: Bar) -> Verdict:
         verdict = self._check_values(bar) or self._check_order(bar) or self._check_day(bar)

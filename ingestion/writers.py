@@ -19,7 +19,7 @@ from influxdb_client import InfluxDBClient, Point
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 
-from ingestion.config import IngestionConfig, InfluxTarget
+from ingestion.config import InfluxTarget, IngestionConfig
 from ingestion.errors import TransientIngestionError, WriteRejectedError
 from ingestion.points import WRITE_PRECISION
 
@@ -118,8 +118,13 @@ class InfluxWriter:
             delay_s = self._backoff_s * 2 ** (attempt - 1)
             logger.warning(
                 "write failed, retrying",
-                extra={"ticker": ticker, "attempt": attempt, "delay_s": delay_s,
-                       "target": self.target.url, "error": str(error)},
+                extra={
+                    "ticker": ticker,
+                    "attempt": attempt,
+                    "delay_s": delay_s,
+                    "target": self.target.url,
+                    "error": str(error),
+                },
             )
             time.sleep(delay_s)
 
@@ -142,8 +147,9 @@ class LineProtocolFileWriter:
         self.path = path
         self.description = f"line-protocol file {path}"
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
-                                             dir=path.parent)
+        handle, temp_name = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+        )
         self._temp_path = Path(temp_name)
         self._stream = os.fdopen(handle, "w", encoding="utf-8", newline="\n")
         self._ranges: dict[str, tuple[int, int]] = {}

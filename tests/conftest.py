@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from tests.servers import RedisServer, VictoriaMetrics
+from tests.servers import RedisServer, VictoriaMetrics, start_victoria_metrics
 
 
 @pytest.fixture(scope="session")
@@ -36,8 +36,8 @@ def own_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture(scope="session")
-def victoria(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaMetrics]:
-    server = VictoriaMetrics(tmp_path_factory.mktemp("victoria"))
-    server.start()
+def victoria_metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaMetrics]:
+    server, process = start_victoria_metrics(tmp_path_factory.mktemp("victoria-metrics"))
     yield server
-    server.stop()
+    process.terminate()
+    process.wait(timeout=10)

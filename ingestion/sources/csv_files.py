@@ -33,7 +33,7 @@ _READ_BLOCK_BYTES = 64 * 1024
 _UTF8_BOM = b"\xef\xbb\xbf"
 
 
-class CsvLayout(str, enum.Enum):
+class CsvLayout(enum.StrEnum):
     YFINANCE = "yfinance"
     PLAIN = "plain"
 

@@ -79,8 +79,12 @@ class HttpSource:
                 )
             logger.warning(
                 "market source request failed, retrying",
-                extra={"ticker": listing.ticker, "attempt": attempt, "delay_s": delay_s,
-                       "error": problem},
+                extra={
+                    "ticker": listing.ticker,
+                    "attempt": attempt,
+                    "delay_s": delay_s,
+                    "error": problem,
+                },
             )
             time.sleep(delay_s)
         raise AssertionError("unreachable")

@@ -94,8 +94,9 @@ def parse_volume(text: str) -> int | None:
 
 def bar_from_row(row: Sequence[str], columns: ColumnMap) -> Bar:
     """Build a Bar from one data row; bad cells become None and set `problem`."""
-    if len(row) <= max(columns.date, columns.open, columns.high, columns.low,
-                       columns.close, columns.volume):
+    if len(row) <= max(
+        columns.date, columns.open, columns.high, columns.low, columns.close, columns.volume
+    ):
         return Bar(",".join(row)[:32], None, None, None, None, None, None, problem="short_row")
     date_text = row[columns.date].strip()
     day = parse_day(date_text)

@@ -14,17 +14,17 @@ from app.dispatch.base import WORKER_PATH
 from jobstore.events import EventType, JobStatus
 from jobstore.store import JobStore
 from tests.app.conftest import RunningApp, base_env, serve
-from tests.servers import RedisServer, VictoriaMetrics
+from tests.servers import RedisServer, VictoriaMetrics, free_port
 
 
 @pytest.fixture
 async def worker_app(
-    redis_server: RedisServer, redis: Redis, victoria: VictoriaMetrics, tmp_path: Path
+    redis_server: RedisServer, redis: Redis, victoria_metrics: VictoriaMetrics, tmp_path: Path
 ) -> AsyncIterator[RunningApp]:
     env = {
         **base_env(redis_server.url, tmp_path),
         "INTERNAL_AUTH": "disabled",
-        "INFLUX_URL": victoria.url,
+        "INFLUX_URL": victoria_metrics.url,
         "INFLUX_TOKEN": "unused",
         "INFLUX_ORG": "kaboom",
         "INFLUX_BUCKET": "prices",
@@ -125,7 +125,7 @@ async def test_delivery_while_leased_is_503(worker_app: RunningApp, redis: Redis
 async def test_transient_failure_retries_then_fails(
     redis_server: RedisServer, redis: Redis, tmp_path: Path
 ) -> None:
-    closed_port = VictoriaMetrics(tmp_path / "never-started").port
+    closed_port = free_port()
     env = {
         **base_env(redis_server.url, tmp_path),
         "INTERNAL_AUTH": "disabled",

@@ -39,10 +39,13 @@ def read_yfinance_rows(path: Path) -> tuple[str, list[CsvRow]]:
         fields = {name.lower().replace(" ", "_"): index for index, name in enumerate(names)}
         rows = []
         for cells in reader:
-            values = {name: float(cells[fields[name]])
-                      for name in ("open", "high", "low", "close", "adj_close")}
-            rows.append(CsvRow(datetime.date.fromisoformat(cells[0]), values,
-                               int(cells[fields["volume"]])))
+            values = {
+                name: float(cells[fields[name]])
+                for name in ("open", "high", "low", "close", "adj_close")
+            }
+            rows.append(
+                CsvRow(datetime.date.fromisoformat(cells[0]), values, int(cells[fields["volume"]]))
+            )
     return ticker, rows
 
 

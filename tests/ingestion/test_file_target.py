@@ -11,9 +11,9 @@ import pytest
 
 from ingestion.config import IngestionConfig
 from ingestion.daily import DailyParams, Progress, run_daily
-from tests.ingestion.conftest import VictoriaMetrics
 from tests.ingestion.helpers import TOKYO, read_yfinance_rows
 from tests.ingestion.lineproto import parse_line
+from tests.servers import VictoriaMetrics
 
 
 class AbortRun(Exception):
@@ -39,8 +39,10 @@ def test_file_lines_are_line_protocol(file_config: IngestionConfig) -> None:
         (("exchange", "TSE"), ("ticker", "8306.T"))
     }
     assert all(line.fields["volume"].endswith("i") for line in parsed)
-    assert all(set(line.fields) == {"open", "high", "low", "close", "adj_close", "volume"}
-               for line in parsed)
+    assert all(
+        set(line.fields) == {"open", "high", "low", "close", "adj_close", "volume"}
+        for line in parsed
+    )
 
 
 def test_file_values_match_csv(file_config: IngestionConfig) -> None:

@@ -25,8 +25,9 @@ CSV_BODY = (
 
 
 def http_config(file_config: IngestionConfig, attempts: int = 3) -> IngestionConfig:
-    source = HttpSourceConfig(url_template=URL_TEMPLATE, timeout_s=1.0,
-                              max_attempts=attempts, backoff_s=0.0)
+    source = HttpSourceConfig(
+        url_template=URL_TEMPLATE, timeout_s=1.0, max_attempts=attempts, backoff_s=0.0
+    )
     return dataclasses.replace(file_config, http_source=source)
 
 
@@ -55,8 +56,10 @@ def test_http_bars_written(file_config: IngestionConfig) -> None:
 @pytest.mark.parametrize("status", [429, 500, 503])
 def test_http_retries_then_succeeds(file_config: IngestionConfig, status: int) -> None:
     route = respx.get("http://quotes.test/q/d/l/").mock(
-        side_effect=[httpx.Response(status, headers={"Retry-After": "0"}),
-                     httpx.Response(200, text=CSV_BODY)]
+        side_effect=[
+            httpx.Response(status, headers={"Retry-After": "0"}),
+            httpx.Response(200, text=CSV_BODY),
+        ]
     )
     result = run(http_config(file_config), "AAPL")
 
@@ -86,7 +89,8 @@ def test_http_timeout_is_transient(file_config: IngestionConfig) -> None:
 @respx.mock
 def test_http_html_body_fails_ticker(file_config: IngestionConfig) -> None:
     respx.get("http://quotes.test/q/d/l/", params={"s": "aapl.us"}).respond(
-        200, text="<!DOCTYPE html><html><body>Service unavailable</body></html>",
+        200,
+        text="<!DOCTYPE html><html><body>Service unavailable</body></html>",
         headers={"Content-Type": "text/html"},
     )
     respx.get("http://quotes.test/q/d/l/", params={"s": "msft.us"}).respond(200, text=CSV_BODY)

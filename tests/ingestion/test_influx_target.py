@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from ingestion.config import IngestionConfig, InfluxTarget, default_market_data_dir
+from ingestion.config import InfluxTarget, IngestionConfig, default_market_data_dir
 from ingestion.daily import DailyParams, Progress, run_daily
 from ingestion.errors import TransientIngestionError
-from tests.ingestion.conftest import VictoriaMetrics, free_loopback_port
 from tests.ingestion.helpers import TOKYO, day_of, read_yfinance_rows, utc_day_of
+from tests.servers import VictoriaMetrics, free_port
 
 SAMPLE_FILES = sorted(default_market_data_dir().glob("*.csv"))
 PRICE_FIELDS = ("open", "high", "low", "close", "adj_close")
@@ -51,7 +51,10 @@ def ingested(
 
 def test_sample_files_are_all_found() -> None:
     assert [path.name for path in SAMPLE_FILES] == [
-        "7203.T.csv", "7974.T.csv", "8306.T.csv", "9984.T.csv"
+        "7203.T.csv",
+        "7974.T.csv",
+        "8306.T.csv",
+        "9984.T.csv",
     ]
 
 
@@ -116,7 +119,7 @@ def test_rerun_leaves_one_point_per_bar(
 
 
 def test_write_target_down_raises_transient(tmp_path: Path, measurement: str) -> None:
-    closed_port = free_loopback_port()
+    closed_port = free_port()
     target = InfluxTarget(url=f"http://127.0.0.1:{closed_port}", token="t", org="o", bucket="b")
     config = dataclasses.replace(
         influx_config(tmp_path, target, measurement), write_attempts=2, write_backoff_s=0.01

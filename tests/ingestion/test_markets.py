@@ -8,11 +8,17 @@ import pytest
 
 from ingestion.bars import Bar
 from ingestion.config import default_universe_file
-from ingestion.markets import TOKYO, US, Listing, listing_from_file_stem, normalize_ticker
-from ingestion.markets import stooq_symbol
+from ingestion.markets import (
+    TOKYO,
+    US,
+    Listing,
+    listing_from_file_stem,
+    normalize_ticker,
+    stooq_symbol,
+)
 from ingestion.points import bar_to_point
 from ingestion.universe import read_universe
-from tests.ingestion.conftest import VictoriaMetrics
+from tests.servers import VictoriaMetrics
 
 
 @pytest.mark.parametrize(

@@ -43,9 +43,7 @@ def test_unknown_ticker_is_reported(file_config: IngestionConfig) -> None:
 
     assert result.to_dict()["tickers_done"] == ["7203.T"]
     assert result.to_dict()["tickers_not_found"] == ["6501.T"]
-    assert calls[-1].message == "6501.T: not found in directory " + str(
-        file_config.market_data_dir
-    )
+    assert calls[-1].message == "6501.T: not found in directory " + str(file_config.market_data_dir)
 
 
 @pytest.mark.parametrize("tickers", [(), ("",), ("72 03",), ("ABC,DEF",)])
@@ -55,7 +53,8 @@ def test_invalid_tickers_are_permanent(file_config: IngestionConfig, tickers: tu
 
 
 def test_missing_data_dir_is_permanent(file_config: IngestionConfig, tmp_path: Path) -> None:
-    config = IngestionConfig(market_data_dir=tmp_path / "absent", influx=None,
-                             points_file=file_config.points_file)
+    config = IngestionConfig(
+        market_data_dir=tmp_path / "absent", influx=None, points_file=file_config.points_file
+    )
     with pytest.raises(PermanentIngestionError, match="absent"):
         run_daily(DailyParams(None, None), config, lambda progress: None)
