@@ -99,9 +99,22 @@ async def _submit_and_follow(settings: Settings, port: int, body: dict[str, Any]
             await asyncio.sleep(POLL_INTERVAL_S)
 
     print(json.dumps(job, indent=2, ensure_ascii=False))
+    if job["result"]:
+        print(_summary(job["result"]))
     if settings.influx_url is None:
         print(f"points written to {settings.points_file.resolve()} (InfluxDB line protocol)")
     return 0 if job["status"] == "completed" else 1
+
+
+def _summary(result: dict[str, Any]) -> str:
+    rejected = ", ".join(f"{n} {reason}" for reason, n in result["rejected_by_reason"].items())
+    flagged = ", ".join(f"{n} {reason}" for reason, n in result["flagged_by_reason"].items())
+    return (
+        f"bars written: {result['bars_written']}, "
+        f"skipped as already stored: {result['bars_skipped']}\n"
+        f"bars rejected: {result['bars_rejected']} ({rejected or 'none'})\n"
+        f"bars written but flagged: {result['bars_flagged']} ({flagged or 'none'})"
+    )
 
 
 def _free_port() -> int:

@@ -35,7 +35,7 @@ class EventType(StrEnum):
     ATTEMPT_FAILED = "attempt_failed"
     COMPLETED = "completed"
     FAILED = "failed"
-    # A finished job was re-run as a new job; data holds the new job's id.
+    # A finished job was re-run as a new job, whose id is in the event data.
     RERUN_REQUESTED = "rerun_requested"
 
 
@@ -57,7 +57,7 @@ class JobEvent:
     """One entry of a job's stream.
 
     `id` is the stream entry ID (`0-<version>`) once the event is stored, and
-    None before. `delivery` holds the task-queue headers of the delivery that
+    None before. `delivery` contains the task-queue headers of the delivery that
     caused the event, when there was one.
     """
 
