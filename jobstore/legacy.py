@@ -1,7 +1,7 @@
 """Read-only access to jobs that the Celery-era system stored as `job:<id>` hashes.
 
 n8n runs started before the cutover keep polling their job ids; the status
-endpoint answers them from the old hash in the same JSON shape. Celery's
+endpoint serves them from the old hash in the same JSON shape. Celery's
 state names (PENDING, STARTED, SUCCESS, FAILURE, ...) and the old lower-case
 status values are both understood.
 """

@@ -218,9 +218,10 @@ class JobStore:
     ) -> None:
         """Record the job as failed for good.
 
-        Without a lease this is allowed only while no delivery runs the job
-        (queued, or running under an expired lease); raises JobFinished or
-        LeaseHeld otherwise, and LeaseLost when the given lease was lost.
+        Without a lease this is allowed only while no delivery runs the job,
+        that is while it is queued or its lease has expired. Raises
+        JobFinished or LeaseHeld otherwise, and LeaseLost when the given
+        lease was lost.
         """
         if lease is not None:
             await self._append_under_lease(

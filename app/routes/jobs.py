@@ -45,7 +45,8 @@ async def run_daily(request: Request) -> Response:
         raise ApiError(422, str(exc), field="Idempotency-Key") from None
     if created or (view.status is JobStatus.QUEUED and view.attempts == 0):
         try:
-            await services.dispatcher.dispatch(TaskPayload(job_id, params["date"], _tuple(params)))
+            payload = TaskPayload(job_id, params["date"], _tickers_of(params))
+            await services.dispatcher.dispatch(payload)
         except DispatchError as exc:
             return await _record_dispatch_failure(request, job_id, exc)
         view = await services.store.get(job_id) or view
@@ -136,7 +137,7 @@ def _fingerprint(params: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _tuple(params: dict[str, Any]) -> tuple[str, ...] | None:
+def _tickers_of(params: dict[str, Any]) -> tuple[str, ...] | None:
     tickers = params["tickers"]
     return tuple(tickers) if tickers is not None else None
 

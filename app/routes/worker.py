@@ -1,7 +1,7 @@
 """The worker endpoint that the task queue pushes jobs to.
 
-The queue retries every answer that is not 2xx, so the status code says
-what should happen next, not only what happened:
+The queue retries every response that is not 2xx, so the status code
+tells it what to do next, not only what happened:
 
 - 2xx: done with this task, including "can never succeed" (unknown job,
   malformed payload, last attempt failed), which is recorded first;
