@@ -61,7 +61,7 @@ class OidcError(Exception):
 
 
 class KeysUnavailableError(OidcError):
-    """Raised when the signing keys cannot be fetched, so the request should be retried."""
+    """Raised when the signing keys cannot be fetched; the request should be retried."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(503, reason)
@@ -115,7 +115,9 @@ class OidcVerifier:
         except OidcError as exc:
             level = logging.WARNING if exc.status >= 500 else logging.INFO
             logger.log(
-                level, "OIDC token rejected", extra={"status": exc.status, "reason": exc.reason}
+                level,
+                "OIDC token rejected",
+                extra={"status": exc.status, "reason": exc.reason},
             )
             raise
         return claims
@@ -165,7 +167,9 @@ class OidcVerifier:
         except ExpiredTokenError as exc:
             raise OidcError(401, "token is expired") from exc
         except ClaimError as exc:
-            raise OidcError(401, f"token claim {exc.claim!r} is missing or invalid") from exc
+            raise OidcError(
+                401, f"token claim {exc.claim!r} is missing or invalid"
+            ) from exc
 
     def _check_identity(self, claims: dict[str, Any]) -> None:
         if claims.get("email") != self.service_account_email:
@@ -184,7 +188,9 @@ def parse_bearer(authorization: str | None) -> str:
     scheme, _, token = authorization.strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token or " " in token:
-        raise OidcError(401, "malformed Authorization header; expected 'Bearer <token>'")
+        raise OidcError(
+            401, "malformed Authorization header; expected 'Bearer <token>'"
+        )
     return token
 
 

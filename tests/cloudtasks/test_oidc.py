@@ -109,7 +109,9 @@ async def test_tampered_payload_rejected(
     verifier: OidcVerifier, key: SigningKey, jwks_route: respx.Route
 ) -> None:
     header, _, signature = key.sign(id_token_claims()).split(".")
-    other_payload = key.sign(id_token_claims(email="attacker@example.test")).split(".")[1]
+    other_payload = key.sign(id_token_claims(email="attacker@example.test")).split(".")[
+        1
+    ]
 
     error = await rejection(verifier, f"Bearer {header}.{other_payload}.{signature}")
 
@@ -156,7 +158,10 @@ async def test_short_issuer_form_accepted(
 @pytest.mark.parametrize(
     ("overrides", "reason_word"),
     [
-        ({"email": "someone-else@kaboom-test.iam.gserviceaccount.com"}, "service account"),
+        (
+            {"email": "someone-else@kaboom-test.iam.gserviceaccount.com"},
+            "service account",
+        ),
         ({"email": None}, "service account"),
         ({"email_verified": False}, "not verified"),
         ({"email_verified": "true"}, "not verified"),
@@ -216,7 +221,9 @@ async def test_future_iat_beyond_leeway_rejected(
 async def test_alg_none_rejected_without_key_fetch(
     verifier: OidcVerifier, jwks_route: respx.Route
 ) -> None:
-    error = await rejection(verifier, f"Bearer {unsigned_token(id_token_claims(), 'key-1')}")
+    error = await rejection(
+        verifier, f"Bearer {unsigned_token(id_token_claims(), 'key-1')}"
+    )
 
     assert error.status == 401
     assert "RS256" in error.reason
@@ -273,7 +280,9 @@ async def test_token_without_kid_rejected(
 ) -> None:
     from joserfc import jwt
 
-    token = jwt.encode({"alg": "RS256"}, id_token_claims(), key.key, algorithms=["RS256"])
+    token = jwt.encode(
+        {"alg": "RS256"}, id_token_claims(), key.key, algorithms=["RS256"]
+    )
 
     error = await rejection(verifier, f"Bearer {token}")
 
@@ -305,7 +314,9 @@ async def test_unknown_kid_refetch_is_rate_limited(
     jwks_route: respx.Route,
 ) -> None:
     await verifier.verify(f"Bearer {key.sign(id_token_claims())}")
-    bogus = [f"Bearer {key.sign(id_token_claims(), kid=f'bogus-{i}')}" for i in range(20)]
+    bogus = [
+        f"Bearer {key.sign(id_token_claims(), kid=f'bogus-{i}')}" for i in range(20)
+    ]
 
     for authorization in bogus:
         error = await rejection(verifier, authorization)
@@ -409,7 +420,11 @@ async def test_cancelled_request_does_not_cancel_shared_fetch(
 
 @pytest.mark.parametrize(
     "failure",
-    [httpx.Response(500), httpx.Response(200, text="not json"), httpx.ConnectError("down")],
+    [
+        httpx.Response(500),
+        httpx.Response(200, text="not json"),
+        httpx.ConnectError("down"),
+    ],
 )
 async def test_key_endpoint_down_is_503(
     verifier: OidcVerifier,
@@ -465,7 +480,9 @@ async def test_cached_key_used_while_endpoint_down(
 
     assert claims["email"] == SERVICE_ACCOUNT
     assert jwks_route.call_count == 2
-    error = await rejection(verifier, f"Bearer {key.sign(id_token_claims(), kid='new')}")
+    error = await rejection(
+        verifier, f"Bearer {key.sign(id_token_claims(), kid='new')}"
+    )
     assert error.status == 503
 
 

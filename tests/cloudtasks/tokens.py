@@ -30,7 +30,12 @@ class SigningKey:
         return cls(kid=kid, key=RSAKey.generate_key(2048))
 
     def public_jwk(self) -> dict[str, Any]:
-        return {**self.key.as_dict(private=False), "kid": self.kid, "use": "sig", "alg": "RS256"}
+        return {
+            **self.key.as_dict(private=False),
+            "kid": self.kid,
+            "use": "sig",
+            "alg": "RS256",
+        }
 
     def sign(self, claims: dict[str, Any], kid: str | None = None) -> str:
         header = {"alg": "RS256", "kid": kid or self.kid}
@@ -75,7 +80,7 @@ def unsigned_token(claims: dict[str, Any], kid: str) -> str:
 
 
 def hs256_token(claims: dict[str, Any], kid: str, secret: bytes) -> str:
-    """Build an HS256 token with `secret` as the HMAC key, as in the key confusion attack."""
+    """Build an HS256 token keyed with `secret`, as in the key confusion attack."""
     signing_input = f"{b64url_json({'alg': 'HS256', 'kid': kid})}.{b64url_json(claims)}"
     signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{b64url(signature)}"
