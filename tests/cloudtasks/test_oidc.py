@@ -516,14 +516,18 @@ async def test_cloud_run_mode_accepts_removed_signature(
 
 
 @pytest.mark.parametrize(
-    ("overrides", "status"),
+    ("overrides", "status", "reason_word"),
     [
-        ({"aud": "https://other-service.example.test"}, 401),
-        ({"iss": "https://evil.example.test"}, 401),
-        ({"exp": int(time.time()) - 100, "iat": int(time.time()) - 3700}, 401),
-        ({"iat": int(time.time()) + 120}, 401),
-        ({"email": "someone-else@kaboom-test.iam.gserviceaccount.com"}, 403),
-        ({"email_verified": False}, 403),
+        ({"aud": "https://other-service.example.test"}, 401, "'aud'"),
+        ({"iss": "https://evil.example.test"}, 401, "'iss'"),
+        ({"iat_offset_s": -3700, "exp_offset_s": -100}, 401, "expired"),
+        ({"iat_offset_s": 120, "exp_offset_s": 3720}, 401, "'iat'"),
+        (
+            {"email": "someone-else@kaboom-test.iam.gserviceaccount.com"},
+            403,
+            "service account",
+        ),
+        ({"email_verified": False}, 403, "not verified"),
     ],
 )
 async def test_cloud_run_mode_still_checks_claims(
@@ -531,12 +535,14 @@ async def test_cloud_run_mode_still_checks_claims(
     key: SigningKey,
     overrides: dict[str, object],
     status: int,
+    reason_word: str,
 ) -> None:
     token = strip_signature(key.sign(id_token_claims(**overrides)))
 
     error = await rejection(cloud_run_verifier, f"Bearer {token}")
 
     assert error.status == status
+    assert reason_word in error.reason
 
 
 async def test_cloud_run_mode_verifies_present_signature(

@@ -42,7 +42,10 @@ class SigningKey:
         return jwt.encode(header, claims, self.key, algorithms=["RS256"])
 
 
-def id_token_claims(**overrides: Any) -> dict[str, Any]:
+def id_token_claims(
+    *, iat_offset_s: int = 0, exp_offset_s: int = 3600, **overrides: Any
+) -> dict[str, Any]:
+    """Return valid claims, with iat and exp relative to now and `overrides` applied."""
     now_s = int(time.time())
     claims = {
         "iss": ISSUER,
@@ -51,8 +54,8 @@ def id_token_claims(**overrides: Any) -> dict[str, Any]:
         "email_verified": True,
         "sub": "104857600000000000001",
         "azp": "104857600000000000001",
-        "iat": now_s,
-        "exp": now_s + 3600,
+        "iat": now_s + iat_offset_s,
+        "exp": now_s + exp_offset_s,
     }
     claims.update(overrides)
     return claims
