@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import hmac
+import logging
 
 from starlette.requests import Request
 
 from app.errors import ApiError
+from app.oidc import KeysUnavailableError, OidcError, OidcVerifier
+
+logger = logging.getLogger(__name__)
 
 TOKEN_HEADER = "X-Ingest-Token"
 # Header by which the in-process local dispatcher proves a delivery is its own.
@@ -21,19 +25,41 @@ def require_ingest_token(request: Request, expected: str) -> None:
         raise ApiError(401, f"missing or invalid {TOKEN_HEADER} header")
 
 
-def require_worker_caller(request: Request, *, local_key: str, auth_disabled: bool) -> None:
-    """Raise a 401 ApiError unless the caller may deliver jobs to the worker endpoint.
+async def require_worker_caller(
+    request: Request,
+    *,
+    local_key: str,
+    verifier: OidcVerifier | None,
+    auth_disabled: bool,
+) -> None:
+    """Raise an ApiError unless the caller may deliver jobs to the worker endpoint.
 
     Accepted callers: the in-process local dispatcher (a per-process random
-    key that never leaves the process), or anyone when INTERNAL_AUTH=disabled.
+    key that never leaves the process), a push carrying a valid OIDC token
+    for the configured service account, or anyone when INTERNAL_AUTH=disabled.
+    A token that cannot be checked because Google's keys are unreachable is
+    a 503, so the queue retries instead of dropping the task.
     """
     supplied = request.headers.get(LOCAL_DISPATCH_HEADER, "")
     if supplied and hmac.compare_digest(supplied.encode(), local_key.encode()):
         return
     if auth_disabled:
         return
-    raise ApiError(
-        401,
-        "the worker endpoint requires an authenticated task-queue delivery "
-        "(set INTERNAL_AUTH=disabled only in local development)",
-    )
+    if verifier is None:
+        raise ApiError(
+            401,
+            "the worker endpoint accepts only task-queue deliveries, and no "
+            "TASKS_SERVICE_ACCOUNT is configured to check them "
+            "(set INTERNAL_AUTH=disabled only in local development)",
+        )
+    try:
+        await verifier.verify(request.headers.get("Authorization"))
+    except KeysUnavailableError as exc:
+        logger.error("OIDC keys unavailable", extra={"reason": exc.reason})
+        raise ApiError(503, exc.reason, headers={"Retry-After": "10"}) from None
+    except OidcError as exc:
+        # The reason never contains the token itself.
+        logger.warning(
+            "worker request rejected", extra={"reason": exc.reason, "status": exc.status}
+        )
+        raise ApiError(exc.status, exc.reason) from None

@@ -78,9 +78,7 @@ class JwksCache:
             # endpoint does not reject every delivery. The cost: a key that Google
             # has withdrawn stays accepted until a fetch succeeds again.
             if kid in self._keys:
-                logger.warning(
-                    "using cached JWKS key after fetch failure", extra={"kid": kid}
-                )
+                logger.warning("using cached JWKS key after fetch failure", extra={"kid": kid})
                 return self._keys[kid]
             raise
         return self._keys.get(kid)
@@ -123,9 +121,7 @@ class JwksCache:
         self._last_attempt_at = self._clock()
         self._last_attempt_failed = True
         try:
-            response = await self._http_client.get(
-                self._url, timeout=self._fetch_timeout_s
-            )
+            response = await self._http_client.get(self._url, timeout=self._fetch_timeout_s)
             response.raise_for_status()
             document = response.json()
         except (httpx.HTTPError, ValueError) as exc:
@@ -137,9 +133,7 @@ class JwksCache:
 
         keys = parse_rs256_keys(document)
         if not keys:
-            logger.warning(
-                "JWKS contains no RS256 signing key", extra={"jwks_url": self._url}
-            )
+            logger.warning("JWKS contains no RS256 signing key", extra={"jwks_url": self._url})
             raise JwksFetchError(f"JWKS from {self._url} contains no RS256 signing key")
 
         max_age_s = cache_lifetime_s(response.headers, self._default_max_age_s)
@@ -168,9 +162,7 @@ def parse_rs256_keys(document: Any) -> dict[str, RSAKey]:
         try:
             keys[entry["kid"]] = RSAKey.import_key(entry)
         except (JoseError, ValueError, TypeError):
-            logger.warning(
-                "skipping JWKS key that fails to import", extra={"kid": entry["kid"]}
-            )
+            logger.warning("skipping JWKS key that fails to import", extra={"kid": entry["kid"]})
     return keys
 
 
@@ -190,9 +182,7 @@ def cache_lifetime_s(headers: Mapping[str, str], default_s: float) -> float:
     Without a usable `max-age` directive the response is kept for `default_s`.
     `no-store` and `no-cache` make it stale at once (RFC 9111, section 5.2.2).
     """
-    directives = [
-        d.strip().lower() for d in headers.get("cache-control", "").split(",")
-    ]
+    directives = [d.strip().lower() for d in headers.get("cache-control", "").split(",")]
     if "no-store" in directives or "no-cache" in directives:
         return 0.0
 

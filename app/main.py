@@ -11,6 +11,8 @@ import os
 import secrets
 from collections.abc import AsyncIterator
 
+import httpx
+from google.cloud import tasks_v2
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -20,15 +22,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from app.dispatch.base import Dispatcher
+from app.dispatch.cloud_tasks import CloudTasksConfig, CloudTasksDispatcher
 from app.dispatch.local import LocalDispatcher
 from app.errors import EXCEPTION_HANDLERS
 from app.logs import configure_logging
+from app.oidc import OidcVerifier, SignatureMode
 from app.routes import jobs, worker
 from app.services import Services
 from app.settings import Settings
 from ingestion.config import InfluxTarget, IngestionConfig
 from jobstore.embedded import EmbeddedRedis
 from jobstore.store import JobStore, Retention
+from localtasks import local_tasks_client
 
 logger = logging.getLogger(__name__)
 
@@ -53,32 +58,39 @@ async def healthz(request: Request) -> Response:
 def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        embedded: EmbeddedRedis | None = None
-        redis_url = settings.redis_url
-        if redis_url is None:
-            embedded = EmbeddedRedis(settings.embedded_redis_dir)
-            redis_url = embedded.start()
-        redis = connect_redis(redis_url)
-        local_key = secrets.token_urlsafe(32)
-        dispatcher = _dispatcher(app, settings, local_key)
-        app.state.services = Services(
-            settings=settings,
-            store=JobStore(redis, lease_ms=settings.lease_s * 1000, retention=_retention(settings)),
-            dispatcher=dispatcher,
-            ingestion=ingestion_config(settings),
-            local_dispatch_key=local_key,
-        )
-        logger.info("service started", extra={"cloud_tasks": settings.use_cloud_tasks})
-        try:
+        async with contextlib.AsyncExitStack() as stack:
+            redis = connect_redis(_redis_url(settings, stack))
+            stack.push_async_callback(redis.aclose)
+            # gRPC and httpx clients bind to the running event loop, so they
+            # are created here and not at import time.
+            http_client = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
+            local_key = secrets.token_urlsafe(32)
+            dispatcher = _dispatcher(app, settings, local_key, stack)
+            stack.push_async_callback(dispatcher.aclose)
+            app.state.services = Services(
+                settings=settings,
+                store=JobStore(
+                    redis, lease_ms=settings.lease_s * 1000, retention=_retention(settings)
+                ),
+                dispatcher=dispatcher,
+                ingestion=ingestion_config(settings),
+                local_dispatch_key=local_key,
+                oidc_verifier=_oidc_verifier(settings, http_client),
+            )
+            logger.info("service started", extra={"cloud_tasks": settings.use_cloud_tasks})
             yield
-        finally:
-            await dispatcher.aclose()
-            await redis.aclose()
-            if embedded is not None:
-                embedded.stop()
-            logger.info("service stopped")
+        logger.info("service stopped")
 
     return lifespan
+
+
+def _redis_url(settings: Settings, stack: contextlib.AsyncExitStack) -> str:
+    if settings.redis_url is not None:
+        return settings.redis_url
+    embedded = EmbeddedRedis(settings.embedded_redis_dir)
+    url = embedded.start()
+    stack.callback(embedded.stop)
+    return url
 
 
 def connect_redis(url: str) -> Redis:
@@ -118,7 +130,40 @@ def _retention(settings: Settings) -> Retention:
     )
 
 
-def _dispatcher(app: Starlette, settings: Settings, local_key: str) -> Dispatcher:
-    if settings.use_cloud_tasks:
-        raise NotImplementedError("USE_CLOUD_TASKS=true needs the Cloud Tasks dispatcher")
-    return LocalDispatcher(app, local_key=local_key, max_attempts=settings.task_max_attempts)
+def _dispatcher(
+    app: Starlette, settings: Settings, local_key: str, stack: contextlib.AsyncExitStack
+) -> Dispatcher:
+    if not settings.use_cloud_tasks:
+        return LocalDispatcher(app, local_key=local_key, max_attempts=settings.task_max_attempts)
+
+    tasks = settings.cloud_tasks
+    if tasks.emulator_host is not None:
+        client = local_tasks_client(tasks.emulator_host)
+    else:
+        client = tasks_v2.CloudTasksAsyncClient()
+    stack.push_async_callback(client.transport.close)
+    assert tasks.service_account is not None  # Settings checks it with USE_CLOUD_TASKS=true
+    config = CloudTasksConfig(
+        project=tasks.project,
+        worker_base_url=tasks.worker_base_url,
+        service_account_email=tasks.service_account,
+        oidc_audience=tasks.oidc_audience,
+        location=tasks.location,
+        queue=tasks.queue,
+        dispatch_deadline_s=tasks.deadline_s,
+    )
+    return CloudTasksDispatcher(client, config)
+
+
+def _oidc_verifier(settings: Settings, http_client: httpx.AsyncClient) -> OidcVerifier | None:
+    tasks = settings.cloud_tasks
+    if tasks.service_account is None:
+        return None
+    mode = SignatureMode.VERIFY if tasks.verify_signature else SignatureMode.CLOUD_RUN_VERIFIED
+    return OidcVerifier(
+        tasks.oidc_audience,
+        tasks.service_account,
+        http_client,
+        jwks_url=tasks.jwks_url,
+        mode=mode,
+    )

@@ -167,9 +167,7 @@ class OidcVerifier:
         except ExpiredTokenError as exc:
             raise OidcError(401, "token is expired") from exc
         except ClaimError as exc:
-            raise OidcError(
-                401, f"token claim {exc.claim!r} is missing or invalid"
-            ) from exc
+            raise OidcError(401, f"token claim {exc.claim!r} is missing or invalid") from exc
 
     def _check_identity(self, claims: dict[str, Any]) -> None:
         if claims.get("email") != self.service_account_email:
@@ -188,9 +186,7 @@ def parse_bearer(authorization: str | None) -> str:
     scheme, _, token = authorization.strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token or " " in token:
-        raise OidcError(
-            401, "malformed Authorization header; expected 'Bearer <token>'"
-        )
+        raise OidcError(401, "malformed Authorization header; expected 'Bearer <token>'")
     return token
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from app.dispatch.base import Dispatcher
+from app.oidc import OidcVerifier
 from app.settings import Settings
 from ingestion.config import IngestionConfig
 from jobstore.store import JobStore
@@ -20,6 +21,8 @@ class Services:
     ingestion: IngestionConfig
     # Per-process secret of the local dispatcher; see app.auth.
     local_dispatch_key: str
+    # Checks the OIDC token of pushed deliveries; None without TASKS_SERVICE_ACCOUNT.
+    oidc_verifier: OidcVerifier | None
 
 
 def services_of(request: Request) -> Services:

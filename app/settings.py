@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.jwks import GOOGLE_JWKS_URL
 from ingestion.config import default_market_data_dir
 
 DEFAULT_STATE_DIR = Path("var")
@@ -19,6 +20,27 @@ YEAR_S = 366 * DAY_S
 
 class SettingsError(ValueError):
     """An environment variable is missing or has an invalid value; the message names it."""
+
+
+@dataclass(frozen=True)
+class CloudTasksSettings:
+    """Where tasks go and how the worker endpoint checks the OIDC token they carry.
+
+    `service_account` is None when no OIDC identity is configured; the worker
+    then accepts only in-process deliveries (or any, with INTERNAL_AUTH=disabled).
+    """
+
+    project: str
+    location: str
+    queue: str
+    worker_base_url: str
+    service_account: str | None
+    oidc_audience: str
+    deadline_s: int
+    verify_signature: bool
+    jwks_url: str
+    # host:port of a local Cloud Tasks server (python -m localtasks), or None for Google's.
+    emulator_host: str | None
 
 
 @dataclass(frozen=True)
@@ -40,6 +62,7 @@ class Settings:
     failed_job_ttl_s: int
     event_stream_ttl_s: int
     log_level: str
+    cloud_tasks: CloudTasksSettings
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -78,7 +101,45 @@ class Settings:
                 env, "EVENT_STREAM_TTL_S", default=7 * DAY_S, low=60, high=YEAR_S
             ),
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
+            cloud_tasks=_cloud_tasks_settings(env),
         )
+
+
+def _cloud_tasks_settings(env: Mapping[str, str]) -> CloudTasksSettings:
+    use_cloud_tasks = _bool(env, "USE_CLOUD_TASKS", default=False)
+    if use_cloud_tasks:
+        for name in ("GOOGLE_CLOUD_PROJECT", "WORKER_BASE_URL", "TASKS_SERVICE_ACCOUNT"):
+            if not env.get(name):
+                raise SettingsError(f"{name} is missing: it is required when USE_CLOUD_TASKS=true")
+    worker_base_url = env.get("WORKER_BASE_URL", "").rstrip("/")
+    if worker_base_url and not worker_base_url.startswith(("https://", "http://")):
+        raise SettingsError(
+            f"WORKER_BASE_URL={worker_base_url!r} is invalid: expected the service's "
+            "own URL, such as https://kaboom-ingest-abc123-an.a.run.app"
+        )
+    service_account = env.get("TASKS_SERVICE_ACCOUNT") or None
+    if service_account is not None and "@" not in service_account:
+        raise SettingsError(
+            f"TASKS_SERVICE_ACCOUNT={service_account!r} is invalid: expected a service "
+            "account email"
+        )
+    audience = env.get("OIDC_AUDIENCE") or worker_base_url
+    if service_account is not None and not audience:
+        raise SettingsError(
+            "OIDC_AUDIENCE is missing: set it or WORKER_BASE_URL when TASKS_SERVICE_ACCOUNT is set"
+        )
+    return CloudTasksSettings(
+        project=env.get("GOOGLE_CLOUD_PROJECT", ""),
+        location=env.get("CLOUD_TASKS_LOCATION") or "asia-northeast1",
+        queue=env.get("INGEST_QUEUE") or "ingest-jobs",
+        worker_base_url=worker_base_url,
+        service_account=service_account,
+        oidc_audience=audience,
+        deadline_s=_int(env, "TASK_DEADLINE_S", default=1800, low=15, high=1800),
+        verify_signature=_bool(env, "OIDC_VERIFY_SIGNATURE", default=True),
+        jwks_url=env.get("OIDC_JWKS_URL") or GOOGLE_JWKS_URL,
+        emulator_host=env.get("CLOUD_TASKS_EMULATOR_HOST") or None,
+    )
 
 
 def _bool(env: Mapping[str, str], name: str, *, default: bool) -> bool:

@@ -57,11 +57,7 @@ class CloudTasksConfig:
         # which a worker that checks for the service URL then rejects.
         if not self.oidc_audience:
             raise ValueError("oidc_audience must be set, usually to the service URL")
-        if (
-            not MIN_DISPATCH_DEADLINE_S
-            <= self.dispatch_deadline_s
-            <= MAX_DISPATCH_DEADLINE_S
-        ):
+        if not MIN_DISPATCH_DEADLINE_S <= self.dispatch_deadline_s <= MAX_DISPATCH_DEADLINE_S:
             raise ValueError(
                 f"dispatch_deadline_s must be between {MIN_DISPATCH_DEADLINE_S} and "
                 f"{MAX_DISPATCH_DEADLINE_S}, got {self.dispatch_deadline_s}"
@@ -118,9 +114,7 @@ class CloudTasksDispatcher:
     which counts as success here.
     """
 
-    def __init__(
-        self, client: tasks_v2.CloudTasksAsyncClient, config: CloudTasksConfig
-    ) -> None:
+    def __init__(self, client: tasks_v2.CloudTasksAsyncClient, config: CloudTasksConfig) -> None:
         self._client = client
         self._config = config
 
@@ -155,9 +149,7 @@ class CloudTasksDispatcher:
                 timeout=self._config.create_timeout_s,
             )
         except core_exceptions.AlreadyExists:
-            logger.info(
-                "task already exists; job was dispatched before", extra=log_fields
-            )
+            logger.info("task already exists; job was dispatched before", extra=log_fields)
             return
         except core_exceptions.RetryError as exc:
             reason = _describe_failure(exc.cause, retried=True)

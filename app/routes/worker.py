@@ -55,9 +55,10 @@ class Delivery:
 
 async def run_daily_worker(request: Request) -> Response:
     services = services_of(request)
-    require_worker_caller(
+    await require_worker_caller(
         request,
         local_key=services.local_dispatch_key,
+        verifier=services.oidc_verifier,
         auth_disabled=services.settings.internal_auth_disabled,
     )
     delivery = _delivery_of(request)

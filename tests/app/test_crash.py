@@ -37,9 +37,15 @@ def make_market_data(directory: Path, copies: int) -> list[str]:
 
 
 @contextmanager
-def worker_process(env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Run the service in its own uvicorn process; yield its base URL and the process."""
+def worker_process(
+    env: dict[str, str], log_path: Path
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Run the service in its own uvicorn process; yield its base URL and the process.
+
+    The process's JSON log lines go to `log_path`, which a failing test prints.
+    """
     port = free_port()
+    log = log_path.open("ab")
     process = subprocess.Popen(
         [
             sys.executable,
@@ -56,14 +62,19 @@ def worker_process(env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[
         ],
         cwd=REPO_ROOT,
         env={**os.environ, **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         wait_for_port(port, process, "uvicorn")
         yield f"http://127.0.0.1:{port}", process
+    except Exception as exc:
+        raise AssertionError(f"worker log:\n{log_path.read_text()[-4000:]}") from exc
     finally:
         if process.poll() is None:
             process.kill()
         process.wait(timeout=10)
+        log.close()
 
 
 async def test_killed_worker_is_taken_over(
@@ -83,13 +94,13 @@ async def test_killed_worker_is_taken_over(
     await store.create(job_id, {"date": None, "tickers": None})
     delivery = {"job_id": job_id}
 
-    with worker_process(env) as (first_url, first_process):
+    with worker_process(env, tmp_path / "first.log") as (first_url, first_process):
         first = asyncio.create_task(_post(first_url, delivery, retry_count=0))
         await _wait_for_progress(store, job_id)
         first_process.send_signal(signal.SIGKILL)
         await asyncio.gather(first, return_exceptions=True)
 
-    with worker_process(env) as (second_url, _):
+    with worker_process(env, tmp_path / "second.log") as (second_url, _):
         while True:
             response = await _post(second_url, delivery, retry_count=1)
             if response.status_code != 503:
@@ -116,7 +127,7 @@ async def test_killed_worker_is_taken_over(
 
 async def _post(base_url: str, body: dict[str, str], retry_count: int) -> httpx.Response:
     headers = {"X-CloudTasks-TaskRetryCount": str(retry_count)}
-    async with httpx.AsyncClient(base_url=base_url, timeout=120) as client:
+    async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
         return await client.post(WORKER_PATH, json=body, headers=headers)
 
 

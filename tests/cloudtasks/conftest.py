@@ -45,9 +45,7 @@ async def make_stack() -> AsyncIterator[StackFactory]:
             await local_tasks.start()
             exit_stack.push_async_callback(local_tasks.stop)
 
-            http_client = await exit_stack.enter_async_context(
-                httpx.AsyncClient(trust_env=False)
-            )
+            http_client = await exit_stack.enter_async_context(httpx.AsyncClient(trust_env=False))
             # The worker's audience is its own base URL, known only once it listens.
             worker = RecordingWorker()
             base_url = await exit_stack.enter_async_context(serve(worker.app))

@@ -86,10 +86,7 @@ def test_config_rejects_deadline_out_of_range(deadline_s: int) -> None:
 
 @pytest.mark.parametrize("deadline_s", [15, 1800])
 def test_config_accepts_deadline_limits(deadline_s: int) -> None:
-    assert (
-        replace(CONFIG, dispatch_deadline_s=deadline_s).dispatch_deadline_s
-        == deadline_s
-    )
+    assert replace(CONFIG, dispatch_deadline_s=deadline_s).dispatch_deadline_s == deadline_s
 
 
 @pytest.mark.parametrize(
@@ -109,9 +106,7 @@ def test_config_rejects_missing_values(field: str, value: str) -> None:
 def test_build_task_fields() -> None:
     # build_task does not use the client, so none is needed here.
     dispatcher = CloudTasksDispatcher(None, CONFIG)  # type: ignore[arg-type]
-    payload = TaskPayload(
-        job_id=str(uuid.uuid4()), date="2024-06-03", tickers=("7203.T",)
-    )
+    payload = TaskPayload(job_id=str(uuid.uuid4()), date="2024-06-03", tickers=("7203.T",))
 
     task = dispatcher.build_task(payload)
 
@@ -122,7 +117,4 @@ def test_build_task_fields() -> None:
     assert task.http_request.headers == {"Content-Type": "application/json"}
     assert json.loads(task.http_request.body) == payload.to_json()
     assert task.http_request.oidc_token.audience == CONFIG.oidc_audience
-    assert (
-        task.http_request.oidc_token.service_account_email
-        == CONFIG.service_account_email
-    )
+    assert task.http_request.oidc_token.service_account_email == CONFIG.service_account_email

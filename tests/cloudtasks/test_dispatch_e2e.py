@@ -17,9 +17,7 @@ from tests.cloudtasks.worker import ScriptedResponse
 
 
 def new_payload() -> TaskPayload:
-    return TaskPayload(
-        job_id=str(uuid.uuid4()), date="2024-06-03", tickers=("7203.T", "9984.T")
-    )
+    return TaskPayload(job_id=str(uuid.uuid4()), date="2024-06-03", tickers=("7203.T", "9984.T"))
 
 
 async def test_task_arrives_as_configured(stack: Stack) -> None:
@@ -79,16 +77,12 @@ async def test_second_dispatch_counts_as_success(
 
 
 @pytest.mark.parametrize("status_code", [500, 404])
-async def test_failing_worker_retried_to_max_attempts(
-    stack: Stack, status_code: int
-) -> None:
+async def test_failing_worker_retried_to_max_attempts(stack: Stack, status_code: int) -> None:
     stack.worker.script = [ScriptedResponse(status_code)] * 10
     payload = new_payload()
 
     await stack.dispatcher.dispatch(payload)
-    local_task = await stack.local_tasks.wait_for_task(
-        stack.config.task_name(payload.job_id)
-    )
+    local_task = await stack.local_tasks.wait_for_task(stack.config.task_name(payload.job_id))
 
     assert local_task.state is TaskState.GAVE_UP
     assert [a.status_code for a in local_task.attempts] == [status_code] * 3
@@ -100,10 +94,7 @@ async def test_failing_worker_retried_to_max_attempts(
     ]
     previous = [p.headers.get("x-cloudtasks-taskpreviousresponse") for p in received]
     assert previous == [None, str(status_code), str(status_code)]
-    assert (
-        received[1].headers["x-cloudtasks-taskretryreason"]
-        == f"HTTP status {status_code}"
-    )
+    assert received[1].headers["x-cloudtasks-taskretryreason"] == f"HTTP status {status_code}"
     assert local_task.attempts[-1].retry_delay_s is None
 
 
@@ -116,14 +107,10 @@ async def test_execution_count_skips_5xx(stack: Stack) -> None:
     payload = new_payload()
 
     await stack.dispatcher.dispatch(payload)
-    local_task = await stack.local_tasks.wait_for_task(
-        stack.config.task_name(payload.job_id)
-    )
+    local_task = await stack.local_tasks.wait_for_task(stack.config.task_name(payload.job_id))
 
     assert local_task.state is TaskState.DELIVERED
-    counts = [
-        p.headers["x-cloudtasks-taskexecutioncount"] for p in stack.worker.received
-    ]
+    counts = [p.headers["x-cloudtasks-taskexecutioncount"] for p in stack.worker.received]
     assert counts == ["0", "0", "1"]
 
 
@@ -132,9 +119,7 @@ async def test_retry_after_sets_delay(stack: Stack) -> None:
     payload = new_payload()
 
     await stack.dispatcher.dispatch(payload)
-    local_task = await stack.local_tasks.wait_for_task(
-        stack.config.task_name(payload.job_id)
-    )
+    local_task = await stack.local_tasks.wait_for_task(stack.config.task_name(payload.job_id))
 
     assert local_task.state is TaskState.DELIVERED
     assert local_task.attempts[0].retry_after_s == 1.0
@@ -147,9 +132,7 @@ async def test_retry_after_ignored_on_500(stack: Stack) -> None:
     payload = new_payload()
 
     await stack.dispatcher.dispatch(payload)
-    local_task = await stack.local_tasks.wait_for_task(
-        stack.config.task_name(payload.job_id)
-    )
+    local_task = await stack.local_tasks.wait_for_task(stack.config.task_name(payload.job_id))
 
     assert local_task.state is TaskState.DELIVERED
     assert local_task.attempts[0].retry_delay_s == FAST_QUEUE.min_backoff_s
@@ -167,9 +150,7 @@ async def test_attempt_timeout_is_retried(make_stack: StackFactory) -> None:
     payload = new_payload()
 
     await stack.dispatcher.dispatch(payload)
-    local_task = await stack.local_tasks.wait_for_task(
-        stack.config.task_name(payload.job_id)
-    )
+    local_task = await stack.local_tasks.wait_for_task(stack.config.task_name(payload.job_id))
 
     assert local_task.state is TaskState.DELIVERED
     assert local_task.attempts[0].status_code is None
@@ -185,9 +166,7 @@ async def test_wrong_audience_rejected_by_worker(make_stack: StackFactory) -> No
     payload = new_payload()
 
     await stack.dispatcher.dispatch(payload)
-    local_task = await stack.local_tasks.wait_for_task(
-        stack.config.task_name(payload.job_id)
-    )
+    local_task = await stack.local_tasks.wait_for_task(stack.config.task_name(payload.job_id))
 
     assert local_task.state is TaskState.GAVE_UP
     assert [a.status_code for a in local_task.attempts] == [401, 401, 401]
@@ -195,19 +174,13 @@ async def test_wrong_audience_rejected_by_worker(make_stack: StackFactory) -> No
     assert all(e is not None and "'aud'" in e.reason for e in errors)
 
 
-@pytest.mark.parametrize(
-    "code", [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED]
-)
-async def test_transient_create_error_retried(
-    stack: Stack, code: grpc.StatusCode
-) -> None:
+@pytest.mark.parametrize("code", [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED])
+async def test_transient_create_error_retried(stack: Stack, code: grpc.StatusCode) -> None:
     stack.local_tasks.inject_create_error(code, count=2)
     payload = new_payload()
 
     await stack.dispatcher.dispatch(payload)
-    local_task = await stack.local_tasks.wait_for_task(
-        stack.config.task_name(payload.job_id)
-    )
+    local_task = await stack.local_tasks.wait_for_task(stack.config.task_name(payload.job_id))
 
     assert len(stack.local_tasks.create_requests) == 3
     assert local_task.state is TaskState.DELIVERED

@@ -32,9 +32,7 @@ def http_task(stack: Stack, **fields: object) -> tasks_v2.Task:
     return tasks_v2.Task(http_request=http_request, **fields)
 
 
-async def create(
-    stack: Stack, task: tasks_v2.Task, parent: str = PARENT
-) -> tasks_v2.Task:
+async def create(stack: Stack, task: tasks_v2.Task, parent: str = PARENT) -> tasks_v2.Task:
     return await stack.client.create_task(parent=parent, task=task, timeout=5.0)
 
 
@@ -149,9 +147,7 @@ async def test_empty_audience_uses_full_url(stack: Stack) -> None:
     local_task = await stack.local_tasks.wait_for_task(created.name)
 
     token = local_task.attempts[0].headers["Authorization"].removeprefix("Bearer ")
-    claims = jwt.decode(
-        token, KeySet.import_key_set(stack.local_tasks.signer.jwks())
-    ).claims
+    claims = jwt.decode(token, KeySet.import_key_set(stack.local_tasks.signer.jwks())).claims
     assert claims["aud"] == url
     # The worker expects its base URL, so it rejects every attempt.
     assert local_task.state is TaskState.GAVE_UP
@@ -187,9 +183,7 @@ async def test_body_without_content_type_gets_default(stack: Stack) -> None:
     created = await create(stack, task)
     await stack.local_tasks.wait_for_task(created.name)
 
-    assert (
-        stack.worker.received[0].headers["content-type"] == "application/octet-stream"
-    )
+    assert stack.worker.received[0].headers["content-type"] == "application/octet-stream"
 
 
 async def test_schedule_time_sets_eta(stack: Stack) -> None:
@@ -224,9 +218,7 @@ async def test_wait_for_unknown_task_raises(stack: Stack) -> None:
     ("retry_number", "expected_s"),
     [(1, 10), (2, 20), (3, 40), (4, 80), (5, 160), (6, 240), (7, 300), (20, 300)],
 )
-def test_backoff_doubles_then_grows_linearly(
-    retry_number: int, expected_s: float
-) -> None:
+def test_backoff_doubles_then_grows_linearly(retry_number: int, expected_s: float) -> None:
     settings = QueueSettings(min_backoff_s=10, max_backoff_s=300, max_doublings=3)
 
     assert backoff_s(retry_number, settings) == expected_s

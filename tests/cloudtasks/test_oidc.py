@@ -109,9 +109,7 @@ async def test_tampered_payload_rejected(
     verifier: OidcVerifier, key: SigningKey, jwks_route: respx.Route
 ) -> None:
     header, _, signature = key.sign(id_token_claims()).split(".")
-    other_payload = key.sign(id_token_claims(email="attacker@example.test")).split(".")[
-        1
-    ]
+    other_payload = key.sign(id_token_claims(email="attacker@example.test")).split(".")[1]
 
     error = await rejection(verifier, f"Bearer {header}.{other_payload}.{signature}")
 
@@ -221,9 +219,7 @@ async def test_future_iat_beyond_leeway_rejected(
 async def test_alg_none_rejected_without_key_fetch(
     verifier: OidcVerifier, jwks_route: respx.Route
 ) -> None:
-    error = await rejection(
-        verifier, f"Bearer {unsigned_token(id_token_claims(), 'key-1')}"
-    )
+    error = await rejection(verifier, f"Bearer {unsigned_token(id_token_claims(), 'key-1')}")
 
     assert error.status == 401
     assert "RS256" in error.reason
@@ -280,9 +276,7 @@ async def test_token_without_kid_rejected(
 ) -> None:
     from joserfc import jwt
 
-    token = jwt.encode(
-        {"alg": "RS256"}, id_token_claims(), key.key, algorithms=["RS256"]
-    )
+    token = jwt.encode({"alg": "RS256"}, id_token_claims(), key.key, algorithms=["RS256"])
 
     error = await rejection(verifier, f"Bearer {token}")
 
@@ -314,9 +308,7 @@ async def test_unknown_kid_refetch_is_rate_limited(
     jwks_route: respx.Route,
 ) -> None:
     await verifier.verify(f"Bearer {key.sign(id_token_claims())}")
-    bogus = [
-        f"Bearer {key.sign(id_token_claims(), kid=f'bogus-{i}')}" for i in range(20)
-    ]
+    bogus = [f"Bearer {key.sign(id_token_claims(), kid=f'bogus-{i}')}" for i in range(20)]
 
     for authorization in bogus:
         error = await rejection(verifier, authorization)
@@ -325,9 +317,7 @@ async def test_unknown_kid_refetch_is_rate_limited(
     assert jwks_route.call_count == 1
 
     clock.advance(31)
-    results = await asyncio.gather(
-        *(verifier.verify(a) for a in bogus), return_exceptions=True
-    )
+    results = await asyncio.gather(*(verifier.verify(a) for a in bogus), return_exceptions=True)
 
     assert all(isinstance(r, OidcError) and r.status == 401 for r in results)
     assert jwks_route.call_count == 2
@@ -480,9 +470,7 @@ async def test_cached_key_used_while_endpoint_down(
 
     assert claims["email"] == SERVICE_ACCOUNT
     assert jwks_route.call_count == 2
-    error = await rejection(
-        verifier, f"Bearer {key.sign(id_token_claims(), kid='new')}"
-    )
+    error = await rejection(verifier, f"Bearer {key.sign(id_token_claims(), kid='new')}")
     assert error.status == 503
 
 
@@ -498,9 +486,7 @@ async def test_removed_signature_rejected_in_verify_mode(
 
 
 @pytest.fixture
-def cloud_run_verifier(
-    http_client: httpx.AsyncClient, clock: FakeMonotonicClock
-) -> OidcVerifier:
+def cloud_run_verifier(http_client: httpx.AsyncClient, clock: FakeMonotonicClock) -> OidcVerifier:
     return make_verifier(http_client, clock, SignatureMode.CLOUD_RUN_VERIFIED)
 
 

@@ -41,9 +41,7 @@ class RecordingWorker:
         self.verifier: OidcVerifier | None = None
         self.script: list[ScriptedResponse] = []
         self.received: list[ReceivedPush] = []
-        self.app = Starlette(
-            routes=[Route(WORKER_PATH, self._handle, methods=["POST"])]
-        )
+        self.app = Starlette(routes=[Route(WORKER_PATH, self._handle, methods=["POST"])])
 
     async def _handle(self, request: Request) -> Response:
         assert self.verifier is not None, "set RecordingWorker.verifier before serving"
@@ -57,9 +55,7 @@ class RecordingWorker:
         self.received.append(push)
 
         try:
-            push.claims = await self.verifier.verify(
-                request.headers.get("authorization")
-            )
+            push.claims = await self.verifier.verify(request.headers.get("authorization"))
         except OidcError as exc:
             push.oidc_error = exc
             return JSONResponse({"error": exc.reason}, status_code=exc.status)
