@@ -23,7 +23,7 @@ from app.dispatch.base import Dispatcher
 from app.dispatch.local import LocalDispatcher
 from app.errors import EXCEPTION_HANDLERS
 from app.logs import configure_logging
-from app.routes import jobs, worker
+from app.routes import history, jobs, worker
 from app.services import Services
 from app.settings import Settings
 from ingestion.config import InfluxTarget, IngestionConfig
@@ -39,7 +39,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         settings = Settings.from_env(os.environ)
         configure_logging(settings.log_level)
     app = Starlette(
-        routes=[*jobs.routes, *worker.routes, Route("/healthz", healthz)],
+        routes=[
+            *jobs.routes,
+            *history.routes,
+            *worker.routes,
+            Route("/healthz", healthz),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=_lifespan(settings),
     )
