@@ -39,7 +39,7 @@ async def job_events(request: Request) -> Response:
     if await services.store.get(job_id) is None:
         return await _no_history(services.store, job_id)
 
-    # One event more than the page tells whether a next page exists.
+    # Reading one event beyond the page shows whether a next page exists.
     events = await services.store.events(job_id, after=f"0-{after_version}", limit=limit + 1)
     page = events[:limit]
     next_cursor = page[-1].id if len(events) > limit else None
