@@ -22,8 +22,9 @@ from starlette.routing import Route
 from app.dispatch.base import Dispatcher
 from app.dispatch.local import LocalDispatcher
 from app.errors import EXCEPTION_HANDLERS
+from app.live import LiveStreams
 from app.logs import configure_logging
-from app.routes import history, jobs, worker
+from app.routes import history, jobs, streams, worker
 from app.services import Services
 from app.settings import Settings
 from ingestion.config import InfluxTarget, IngestionConfig
@@ -42,6 +43,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=[
             *jobs.routes,
             *history.routes,
+            *streams.routes,
             *worker.routes,
             Route("/healthz", healthz),
         ],
@@ -66,18 +68,21 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         redis = connect_redis(redis_url)
         local_key = secrets.token_urlsafe(32)
         dispatcher = _dispatcher(app, settings, local_key)
+        live = LiveStreams(redis_url, max_streams=settings.sse_max_streams)
         app.state.services = Services(
             settings=settings,
             store=JobStore(redis, lease_ms=settings.lease_s * 1000, retention=_retention(settings)),
             dispatcher=dispatcher,
             ingestion=ingestion_config(settings),
             local_dispatch_key=local_key,
+            live=live,
         )
         logger.info("service started", extra={"cloud_tasks": settings.use_cloud_tasks})
         try:
             yield
         finally:
             await dispatcher.aclose()
+            await live.aclose()
             await redis.aclose()
             if embedded is not None:
                 embedded.stop()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from app.dispatch.base import Dispatcher
+from app.live import LiveStreams
 from app.settings import Settings
 from ingestion.config import IngestionConfig
 from jobstore.store import JobStore
@@ -20,6 +21,7 @@ class Services:
     ingestion: IngestionConfig
     # Per-process secret of the local dispatcher; see app.auth.
     local_dispatch_key: str
+    live: LiveStreams
 
 
 def services_of(request: Request) -> Services:

@@ -12,7 +12,8 @@ waiting for entries.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,8 @@ from redis.asyncio import Redis
 from jobstore import keys
 from jobstore.errors import JobStoreUnavailable
 from jobstore.events import JobEvent
+
+logger = logging.getLogger(__name__)
 
 # Entries read per XREAD; a larger backlog is read over several calls.
 READ_COUNT = 100
@@ -78,17 +81,24 @@ async def follow_job(
 ) -> AsyncIterator[StreamEntry]:
     """Yield the job's events after the entry ID `after`, then new ones as they come.
 
-    Stops after the event that finishes the job (completed or failed).
-    Raises JobStoreUnavailable when Redis cannot be reached.
+    Stops once the job has finished (completed or failed) and every event
+    stored so far has been yielded, so a later `rerun_requested` event is
+    included when the stream is read after the re-run. Raises
+    JobStoreUnavailable when Redis cannot be reached.
     """
-
-    def parse(entry_id: str, fields: dict[str, str]) -> StreamEntry:
-        return job_entry(job_id, entry_id, fields)
-
-    async for entry in _follow(redis, keys.events_key(job_id), after, block_ms, parse):
-        yield entry
-        if entry.event.type.is_terminal:
+    stream = keys.events_key(job_id)
+    last_id = after
+    finished = False
+    while True:
+        # After the final event, one read without BLOCK collects what is left.
+        entries = await _read(redis, stream, last_id, None if finished else block_ms)
+        if finished and not entries:
             return
+        for entry_id, fields in entries:
+            last_id = entry_id
+            entry = job_entry(job_id, entry_id, fields)
+            finished = finished or entry.event.type.is_terminal
+            yield entry
 
 
 async def follow_global(redis: Redis, *, after: str, block_ms: int) -> AsyncIterator[StreamEntry]:
@@ -96,27 +106,34 @@ async def follow_global(redis: Redis, *, after: str, block_ms: int) -> AsyncIter
 
     Raises JobStoreUnavailable when Redis cannot be reached.
     """
-    async for entry in _follow(redis, keys.GLOBAL_EVENTS, after, block_ms, global_entry):
-        yield entry
-
-
-async def _follow(
-    redis: Redis,
-    stream: str,
-    after: str,
-    block_ms: int,
-    parse: Callable[[str, dict[str, str]], StreamEntry],
-) -> AsyncIterator[StreamEntry]:
     last_id = after
     while True:
-        try:
-            reply = await redis.xread({stream: last_id}, count=READ_COUNT, block=block_ms)
-        except _REDIS_UNAVAILABLE as exc:
-            raise JobStoreUnavailable(f"Redis is unavailable: {exc}") from exc
-        for _, entries in reply:
-            for entry_id, fields in entries:
-                last_id = as_text(entry_id)
-                yield parse(last_id, decode_fields(fields))
+        for entry_id, fields in await _read(redis, keys.GLOBAL_EVENTS, last_id, block_ms):
+            last_id = entry_id
+            try:
+                entry = global_entry(entry_id, fields)
+            except (KeyError, ValueError) as exc:
+                logger.error(
+                    "skipping an unreadable global stream entry",
+                    extra={"entry_id": entry_id, "error": repr(exc)},
+                )
+                continue
+            yield entry
+
+
+async def _read(
+    redis: Redis, stream: str, after: str, block_ms: int | None
+) -> list[tuple[str, dict[str, str]]]:
+    """Return up to READ_COUNT entries after `after`, waiting up to `block_ms` when given."""
+    try:
+        reply = await redis.xread({stream: after}, count=READ_COUNT, block=block_ms)
+    except _REDIS_UNAVAILABLE as exc:
+        raise JobStoreUnavailable(f"Redis is unavailable: {exc}") from exc
+    return [
+        (as_text(entry_id), decode_fields(fields))
+        for _, entries in reply
+        for entry_id, fields in entries
+    ]
 
 
 def as_text(value: bytes | str) -> str:

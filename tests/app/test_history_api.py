@@ -451,6 +451,7 @@ async def test_expired_job_is_404_everywhere(
         (f"{JOBS}/{job_id}", {}),
         (f"{JOBS}/{job_id}", {"at": "0-1"}),
         (f"{JOBS}/{job_id}/events", {}),
+        (f"{JOBS}/{job_id}/stream", {}),
     ):
         response = await running_app.client.get(path, params=params)
         assert response.status_code == 404, (path, params)
