@@ -24,7 +24,7 @@ from app.dispatch.local import LocalDispatcher
 from app.errors import EXCEPTION_HANDLERS
 from app.live import LiveStreams
 from app.logs import configure_logging
-from app.routes import history, jobs, streams, worker
+from app.routes import dashboard, history, jobs, streams, worker
 from app.services import Services
 from app.settings import Settings
 from ingestion.config import InfluxTarget, IngestionConfig
@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *jobs.routes,
             *history.routes,
             *streams.routes,
+            *dashboard.routes,
             *worker.routes,
             Route("/healthz", healthz),
         ],
