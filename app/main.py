@@ -25,9 +25,10 @@ from app.dispatch.base import Dispatcher
 from app.dispatch.cloud_tasks import CloudTasksConfig, CloudTasksDispatcher
 from app.dispatch.local import LocalDispatcher
 from app.errors import EXCEPTION_HANDLERS
+from app.live import LiveStreams
 from app.logs import configure_logging
 from app.oidc import OidcVerifier, SignatureMode
-from app.routes import jobs, worker
+from app.routes import dashboard, history, jobs, streams, worker
 from app.services import Services
 from app.settings import Settings
 from ingestion.config import InfluxTarget, IngestionConfig
@@ -44,7 +45,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         settings = Settings.from_env(os.environ)
         configure_logging(settings.log_level)
     app = Starlette(
-        routes=[*jobs.routes, *worker.routes, Route("/healthz", healthz)],
+        routes=[
+            *jobs.routes,
+            *history.routes,
+            *streams.routes,
+            *dashboard.routes,
+            *worker.routes,
+            Route("/healthz", healthz),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=_lifespan(settings),
     )
@@ -59,7 +67,8 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            redis = connect_redis(_redis_url(settings, stack))
+            redis_url = _redis_url(settings, stack)
+            redis = connect_redis(redis_url)
             stack.push_async_callback(redis.aclose)
             # gRPC and httpx clients bind to the running event loop, so they
             # are created here and not at import time.
@@ -67,6 +76,8 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
             local_key = secrets.token_urlsafe(32)
             dispatcher = _dispatcher(app, settings, local_key, stack)
             stack.push_async_callback(dispatcher.aclose)
+            live = LiveStreams(redis_url, max_streams=settings.sse_max_streams)
+            stack.push_async_callback(live.aclose)
             app.state.services = Services(
                 settings=settings,
                 store=JobStore(
@@ -76,6 +87,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
                 ingestion=ingestion_config(settings),
                 local_dispatch_key=local_key,
                 oidc_verifier=_oidc_verifier(settings, http_client),
+                live=live,
             )
             logger.info("service started", extra={"cloud_tasks": settings.use_cloud_tasks})
             yield

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from app.dispatch.base import Dispatcher
+from app.live import LiveStreams
 from app.oidc import OidcVerifier
 from app.settings import Settings
 from ingestion.config import IngestionConfig
@@ -23,6 +24,7 @@ class Services:
     local_dispatch_key: str
     # Checks the OIDC token of pushed deliveries; None without TASKS_SERVICE_ACCOUNT.
     oidc_verifier: OidcVerifier | None
+    live: LiveStreams
 
 
 def services_of(request: Request) -> Services:

@@ -61,6 +61,8 @@ class Settings:
     completed_job_ttl_s: int
     failed_job_ttl_s: int
     event_stream_ttl_s: int
+    sse_ping_s: int
+    sse_max_streams: int
     log_level: str
     cloud_tasks: CloudTasksSettings
 
@@ -100,6 +102,8 @@ class Settings:
             event_stream_ttl_s=_int(
                 env, "EVENT_STREAM_TTL_S", default=7 * DAY_S, low=60, high=YEAR_S
             ),
+            sse_ping_s=_int(env, "SSE_PING_S", default=15, low=1, high=300),
+            sse_max_streams=_int(env, "SSE_MAX_STREAMS", default=100, low=1, high=10_000),
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
             cloud_tasks=_cloud_tasks_settings(env),
         )

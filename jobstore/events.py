@@ -38,6 +38,11 @@ class EventType(StrEnum):
     # A finished job was re-run as a new job, whose id is in the event data.
     RERUN_REQUESTED = "rerun_requested"
 
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the event moves the job to a final status (completed or failed)."""
+        return self in (EventType.COMPLETED, EventType.FAILED)
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -85,6 +90,18 @@ class JobEvent:
         if self.delivery:
             fields["delivery"] = json.dumps(self.delivery, separators=(",", ":"), sort_keys=True)
         return fields
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the event as the history and stream endpoints show it."""
+        return {
+            "id": self.id,
+            "version": self.version,
+            "type": self.type.value,
+            "at": format_time(self.at),
+            "attempt": self.attempt,
+            "delivery": self.delivery,
+            "data": self.data,
+        }
 
     @classmethod
     def from_fields(cls, entry_id: str, fields: dict[str, str]) -> JobEvent:

@@ -9,6 +9,7 @@ status values are both understood.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from jobstore.events import JobStatus, parse_time
@@ -42,8 +43,10 @@ def view_from_legacy(job_id: str, record: dict[str, str]) -> JobView:
     created_at = record.get("created_at")
     if not created_at:
         raise LegacyRecordError(f"job {job_id}: legacy record has no created_at")
-    created = parse_time(created_at)
-    updated = parse_time(record["updated_at"]) if record.get("updated_at") else created
+    created = _time(job_id, "created_at", created_at)
+    updated = (
+        _time(job_id, "updated_at", record["updated_at"]) if record.get("updated_at") else created
+    )
     return JobView(
         job_id=job_id,
         status=_STATUS_BY_STATE[state],
@@ -54,6 +57,16 @@ def view_from_legacy(job_id: str, record: dict[str, str]) -> JobView:
         created_at=created,
         updated_at=updated,
     )
+
+
+def _time(job_id: str, name: str, raw: str) -> datetime:
+    try:
+        moment = parse_time(raw)
+    except ValueError:
+        raise LegacyRecordError(f"job {job_id}: legacy {name} {raw!r} is not ISO 8601") from None
+    # A time without an offset is taken as UTC, because format_time would
+    # otherwise read it in the machine's local zone.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _progress(raw: str | None) -> int:

@@ -129,10 +129,35 @@ class JobStore:
         doc = await self._guard(self._redis.hget(keys.state_key(job_id), "view"))
         return JobView.from_json(json.loads(doc)) if doc else None
 
+    async def view_at(self, job_id: str, version: int) -> JobView | None:
+        """Return the job's view as it was right after event `version`.
+
+        Folds the stream from its first event up to and including that one,
+        which gives the JSON the status endpoint returned at that moment.
+        Returns None for an unknown job or a version past the last event.
+        """
+        entries = await self._guard(
+            self._redis.xrange(keys.events_key(job_id), min="-", max=f"0-{version}")
+        )
+        if not entries or _text(entries[-1][0]) != f"0-{version}":
+            return None
+        events = [
+            JobEvent.from_fields(_text(entry_id), _decode(fields)) for entry_id, fields in entries
+        ]
+        return projection.fold(job_id, events)
+
     async def get_legacy(self, job_id: str) -> JobView | None:
-        """Return a Celery-era job from its old `job:<id>` hash, or None."""
+        """Return a Celery-era job from its old `job:<id>` hash, or None.
+
+        Raises LegacyRecordError when the hash cannot be read as a job.
+        """
+        record = await self.get_legacy_record(job_id)
+        return view_from_legacy(job_id, record) if record else None
+
+    async def get_legacy_record(self, job_id: str) -> dict[str, str]:
+        """Return the fields of the old `job:<id>` hash as stored; empty when there is none."""
         record = await self._guard(self._redis.hgetall(keys.legacy_job_key(job_id)))
-        return view_from_legacy(job_id, _decode(record)) if record else None
+        return _decode(record)
 
     async def list_jobs(
         self,

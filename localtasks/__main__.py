@@ -40,9 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "OIDC tokens, and the signing key as JWKS. Listens on loopback only.",
     )
 
-    parser.add_argument(
-        "--host", default="127.0.0.1", help="loopback address to listen on"
-    )
+    parser.add_argument("--host", default="127.0.0.1", help="loopback address to listen on")
     parser.add_argument(
         "--grpc-port", type=int, default=8123, help="gRPC port; 0 picks a free port"
     )
@@ -111,9 +109,7 @@ async def run(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     handler = logging.StreamHandler()
-    handler.setFormatter(
-        ExtraFieldsFormatter("%(asctime)s %(levelname)s %(name)s %(message)s")
-    )
+    handler.setFormatter(ExtraFieldsFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
     asyncio.run(run(args))
 

@@ -18,7 +18,5 @@ def local_tasks_client(grpc_address: str) -> tasks_v2.CloudTasksAsyncClient:
     `await client.transport.close()`.
     """
     channel = grpc.aio.insecure_channel(grpc_address)
-    transport = CloudTasksGrpcAsyncIOTransport(
-        channel=channel, credentials=AnonymousCredentials()
-    )
+    transport = CloudTasksGrpcAsyncIOTransport(channel=channel, credentials=AnonymousCredentials())
     return tasks_v2.CloudTasksAsyncClient(transport=transport)

@@ -78,9 +78,7 @@ class Deliverer:
 
     async def _attempt(self, local_task: LocalTask, number: int) -> Attempt:
         http_request = local_task.task.http_request
-        method = tasks_v2.HttpMethod(
-            http_request.http_method or tasks_v2.HttpMethod.POST
-        ).name
+        method = tasks_v2.HttpMethod(http_request.http_method or tasks_v2.HttpMethod.POST).name
         attempt = Attempt(
             number=number,
             url=http_request.url,
@@ -133,10 +131,7 @@ class Deliverer:
 
     def _retry_delay_s(self, number: int, attempt: Attempt) -> float:
         delay_s = backoff_s(number, self._settings)
-        if (
-            attempt.status_code in RETRY_AFTER_STATUSES
-            and attempt.retry_after_s is not None
-        ):
+        if attempt.status_code in RETRY_AFTER_STATUSES and attempt.retry_after_s is not None:
             delay_s = max(delay_s, attempt.retry_after_s)
         return delay_s
 
@@ -159,9 +154,7 @@ def _task_headers(local_task: LocalTask, number: int) -> dict[str, str]:
     previous = local_task.attempts[-1] if local_task.attempts else None
     # Responses with a 5xx status do not count as executions in Cloud Tasks.
     executions = sum(
-        1
-        for a in local_task.attempts
-        if a.status_code is not None and a.status_code < 500
+        1 for a in local_task.attempts if a.status_code is not None and a.status_code < 500
     )
     headers = {
         "X-CloudTasks-QueueName": local_task.queue_id,

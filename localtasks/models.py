@@ -28,17 +28,11 @@ class QueueSettings:
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
-            raise ValueError(
-                f"max_attempts must be at least 1, got {self.max_attempts}"
-            )
+            raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
         if not 0 <= self.min_backoff_s <= self.max_backoff_s:
-            raise ValueError(
-                "backoffs must satisfy 0 <= min_backoff_s <= max_backoff_s"
-            )
+            raise ValueError("backoffs must satisfy 0 <= min_backoff_s <= max_backoff_s")
         if self.max_doublings < 0:
-            raise ValueError(
-                f"max_doublings must not be negative, got {self.max_doublings}"
-            )
+            raise ValueError(f"max_doublings must not be negative, got {self.max_doublings}")
 
 
 class TaskState(StrEnum):

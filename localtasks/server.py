@@ -52,9 +52,7 @@ class LocalCloudTasks:
 
         self._injected_errors: list[tuple[grpc.StatusCode, str]] = []
         self._grpc_server: grpc.aio.Server | None = None
-        self._jwks_server = JwksServer(
-            self.signer, max_age_s=self.settings.jwks_max_age_s
-        )
+        self._jwks_server = JwksServer(self.signer, max_age_s=self.settings.jwks_max_age_s)
         self._http_client: httpx.AsyncClient | None = None
         self._deliveries: set[asyncio.Task[None]] = set()
 
@@ -62,9 +60,7 @@ class LocalCloudTasks:
     def issuer(self) -> str:
         return self.signer.issuer
 
-    async def start(
-        self, host: str = "127.0.0.1", grpc_port: int = 0, jwks_port: int = 0
-    ) -> None:
+    async def start(self, host: str = "127.0.0.1", grpc_port: int = 0, jwks_port: int = 0) -> None:
         """Start the gRPC and JWKS servers on `host`, a loopback address."""
         require_loopback(host)
         # trust_env=False keeps proxy variables from routing pushes off this machine.
@@ -94,9 +90,7 @@ class LocalCloudTasks:
         if self._http_client is not None:
             await self._http_client.aclose()
             self._http_client = None
-        logger.info(
-            "local Cloud Tasks stopped", extra={"grpc_address": self.grpc_address}
-        )
+        logger.info("local Cloud Tasks stopped", extra={"grpc_address": self.grpc_address})
 
     def inject_create_error(
         self, code: grpc.StatusCode, count: int = 1, message: str = "injected failure"
@@ -123,9 +117,7 @@ class LocalCloudTasks:
             request_deserializer=tasks_v2.CreateTaskRequest.deserialize,
             response_serializer=tasks_v2.Task.serialize,
         )
-        return grpc.method_handlers_generic_handler(
-            SERVICE_NAME, {"CreateTask": create_task}
-        )
+        return grpc.method_handlers_generic_handler(SERVICE_NAME, {"CreateTask": create_task})
 
     async def _create_task(
         self, request: tasks_v2.CreateTaskRequest, context: grpc.aio.ServicerContext
@@ -133,9 +125,7 @@ class LocalCloudTasks:
         self.create_requests.append(request)
         if self._injected_errors:
             code, message = self._injected_errors.pop(0)
-            logger.info(
-                "CreateTask failed by injected error", extra={"code": code.name}
-            )
+            logger.info("CreateTask failed by injected error", extra={"code": code.name})
             await context.abort(code, message)
 
         now = datetime.now(UTC)
@@ -150,21 +140,15 @@ class LocalCloudTasks:
 
         task = _complete_task(request, now)
         if task.name in self.tasks:
-            logger.info(
-                "CreateTask rejected: name exists", extra={"task_name": task.name}
-            )
-            await context.abort(
-                grpc.StatusCode.ALREADY_EXISTS, f"task {task.name} already exists"
-            )
+            logger.info("CreateTask rejected: name exists", extra={"task_name": task.name})
+            await context.abort(grpc.StatusCode.ALREADY_EXISTS, f"task {task.name} already exists")
 
         self._enqueue(task)
         return _response_view(task, request.response_view)
 
     def _enqueue(self, task: tasks_v2.Task) -> None:
         queue_path, _, task_id = task.name.rpartition("/tasks/")
-        local_task = LocalTask(
-            task=task, queue_id=queue_path.rsplit("/", 1)[-1], task_id=task_id
-        )
+        local_task = LocalTask(task=task, queue_id=queue_path.rsplit("/", 1)[-1], task_id=task_id)
         self.tasks[task.name] = local_task
 
         delivery = asyncio.get_running_loop().create_task(self._deliver(local_task))
@@ -179,9 +163,7 @@ class LocalCloudTasks:
             await deliverer.run(local_task)
         except Exception:
             # A bug in delivery must not leave waiters hanging on a pending task.
-            logger.exception(
-                "task delivery failed", extra={"task_name": local_task.name}
-            )
+            logger.exception("task delivery failed", extra={"task_name": local_task.name})
             local_task.finish(TaskState.GAVE_UP)
 
 

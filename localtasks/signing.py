@@ -35,9 +35,7 @@ class TokenSigner:
     kid: str = field(default_factory=lambda: f"local-{secrets.token_hex(8)}")
     issuer: str = GOOGLE_ISSUER
 
-    def sign_id_token(
-        self, audience: str, email: str, *, now_s: int | None = None
-    ) -> str:
+    def sign_id_token(self, audience: str, email: str, *, now_s: int | None = None) -> str:
         """Sign a token for `email` and `audience`, issued at `now_s` (default: now)."""
         issued_at_s = int(time.time()) if now_s is None else now_s
         subject = _numeric_subject(email)

@@ -11,9 +11,7 @@ from google.cloud import tasks_v2
 
 from localtasks.signing import LOOPBACK_HOSTS
 
-QUEUE_PATH_PATTERN = re.compile(
-    r"projects/[^/]+/locations/[^/]+/queues/[A-Za-z0-9-]{1,100}"
-)
+QUEUE_PATH_PATTERN = re.compile(r"projects/[^/]+/locations/[^/]+/queues/[A-Za-z0-9-]{1,100}")
 TASK_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,500}")
 
 MIN_DISPATCH_DEADLINE = timedelta(seconds=15)
@@ -45,8 +43,7 @@ def validate_create_request(request: tasks_v2.CreateTaskRequest, now: datetime) 
     """Raise InvalidTaskError if Cloud Tasks would reject `request`."""
     if not QUEUE_PATH_PATTERN.fullmatch(request.parent):
         raise invalid(
-            f"parent {request.parent!r} must be "
-            "projects/PROJECT/locations/LOCATION/queues/QUEUE"
+            f"parent {request.parent!r} must be projects/PROJECT/locations/LOCATION/queues/QUEUE"
         )
     if "task" not in request:
         raise invalid("task is required")
@@ -86,18 +83,13 @@ def _validate_http_request(task: tasks_v2.Task) -> None:
 
     method = tasks_v2.HttpMethod(http_request.http_method or tasks_v2.HttpMethod.POST)
     if http_request.body and method not in BODY_METHODS:
-        raise invalid(
-            f"a body is allowed only with POST, PUT or PATCH, not {method.name}"
-        )
+        raise invalid(f"a body is allowed only with POST, PUT or PATCH, not {method.name}")
 
     if "oauth_token" in http_request:
         raise InvalidTaskError(
             grpc.StatusCode.UNIMPLEMENTED, "the local server signs OIDC tokens only"
         )
-    if (
-        "oidc_token" in http_request
-        and not http_request.oidc_token.service_account_email
-    ):
+    if "oidc_token" in http_request and not http_request.oidc_token.service_account_email:
         raise invalid("oidc_token.service_account_email is required")
 
 
@@ -112,9 +104,7 @@ def _validate_url(url: str) -> None:
         raise invalid(f"http_request.url {url!r} must be an absolute http(s) URL")
     # A local rule, not a Cloud Tasks one: this server pushes to this machine only.
     if parts.hostname not in LOOPBACK_HOSTS:
-        raise invalid(
-            f"the local server pushes to loopback addresses only, got {url!r}"
-        )
+        raise invalid(f"the local server pushes to loopback addresses only, got {url!r}")
 
 
 def _validate_times(task: tasks_v2.Task, now: datetime) -> None:
@@ -122,8 +112,7 @@ def _validate_times(task: tasks_v2.Task, now: datetime) -> None:
         deadline = task.dispatch_deadline
         if not MIN_DISPATCH_DEADLINE <= deadline <= MAX_DISPATCH_DEADLINE:
             raise invalid(
-                "dispatch_deadline must be between 15s and 30m, "
-                f"got {deadline.total_seconds()}s"
+                f"dispatch_deadline must be between 15s and 30m, got {deadline.total_seconds()}s"
             )
     if "schedule_time" in task:
         schedule_time = task.schedule_time.astimezone(UTC)

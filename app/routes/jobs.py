@@ -1,4 +1,4 @@
-"""The public ingest API that n8n calls."""
+"""The public ingest API that n8n calls, and job re-runs for support staff."""
 
 from __future__ import annotations
 
@@ -17,9 +17,19 @@ from starlette.routing import Route
 from app.auth import require_ingest_token
 from app.dispatch.base import DispatchError, TaskPayload
 from app.errors import ApiError, error_response
+from app.params import parse_job_event_id
 from app.services import services_of
-from jobstore.errors import IdempotencyConflict, JobFinished, LeaseHeld
+from jobstore.errors import (
+    IdempotencyConflict,
+    JobFinished,
+    JobNotFinished,
+    JobNotFound,
+    LeaseHeld,
+)
 from jobstore.events import JobStatus
+from jobstore.legacy import LegacyRecordError
+from jobstore.projection import JobView
+from jobstore.store import JobStore
 
 logger = logging.getLogger(__name__)
 
@@ -44,24 +54,124 @@ async def run_daily(request: Request) -> Response:
     except IdempotencyConflict as exc:
         raise ApiError(422, str(exc), field="Idempotency-Key") from None
     if created or (view.status is JobStatus.QUEUED and view.attempts == 0):
-        try:
-            payload = TaskPayload(job_id, params["date"], _tickers_of(params))
-            await services.dispatcher.dispatch(payload)
-        except DispatchError as exc:
-            return await _record_dispatch_failure(request, job_id, exc)
+        failure = await dispatch_job(request, job_id, params)
+        if failure is not None:
+            return failure
         view = await services.store.get(job_id) or view
     logger.info("job accepted", extra={"job_id": job_id, "created": created})
     return JSONResponse(view.to_json(), status_code=202 if created else 200)
 
 
 async def get_job(request: Request) -> Response:
+    """Return the job JSON; with `?at=0-N`, the JSON as it was right after event N.
+
+    An id without an event stream is looked up among the Celery-era
+    `job:<id>` hashes before the answer is 404.
+    """
     services = services_of(request)
     require_ingest_token(request, services.settings.ingest_api_token)
     job_id = request.path_params["job_id"]
-    view = await services.store.get(job_id) if len(job_id) <= MAX_JOB_ID_LENGTH else None
+    at = request.query_params.get("at")
+    version = parse_job_event_id(at, "at", allow_start=False) if at is not None else None
+    if len(job_id) > MAX_JOB_ID_LENGTH:
+        return job_not_found(job_id)
+    if version is not None:
+        return await _replay(services.store, job_id, version)
+
+    view = await services.store.get(job_id)
     if view is None:
-        return error_response(404, f"job {job_id} not found", job_id=job_id)
+        return await _legacy_job(services.store, job_id)
     return JSONResponse(view.to_json())
+
+
+async def rerun_job(request: Request) -> Response:
+    """Queue a finished job again as a new job linked to it, and dispatch the new job."""
+    services = services_of(request)
+    require_ingest_token(request, services.settings.ingest_api_token)
+    job_id = request.path_params["job_id"]
+    if len(job_id) > MAX_JOB_ID_LENGTH:
+        return job_not_found(job_id)
+    try:
+        view = await services.store.rerun(job_id)
+    except JobNotFound:
+        return job_not_found(job_id)
+    except JobNotFinished as exc:
+        return error_response(
+            409,
+            f"job {job_id} is still {exc.status.value}: only a completed or failed job "
+            "can be re-run; wait until it finishes",
+            job_id=job_id,
+            status=exc.status.value,
+        )
+
+    if view.status is JobStatus.QUEUED and view.attempts == 0:
+        failure = await dispatch_job(request, view.job_id, await _created_params(request, view))
+        if failure is not None:
+            return failure
+        view = await services.store.get(view.job_id) or view
+    logger.info("job re-run", extra={"job_id": view.job_id, "rerun_of": job_id})
+    return JSONResponse(
+        {"rerun_of": job_id, "job": view.to_json()},
+        status_code=202,
+        headers={"Location": f"/api/v1/ingest/jobs/{view.job_id}"},
+    )
+
+
+def job_not_found(job_id: str) -> JSONResponse:
+    return error_response(404, f"job {job_id} not found", job_id=job_id)
+
+
+async def dispatch_job(request: Request, job_id: str, params: dict[str, Any]) -> Response | None:
+    """Hand a queued job to the dispatcher; return None, or the 503 response on failure.
+
+    When the dispatcher raises DispatchError, the job is recorded as failed
+    before the 503 is returned, so nothing is left half-queued.
+    """
+    payload = TaskPayload(job_id, params.get("date"), _tickers_of(params))
+    try:
+        await services_of(request).dispatcher.dispatch(payload)
+    except DispatchError as exc:
+        return await _record_dispatch_failure(request, job_id, exc)
+    return None
+
+
+async def _replay(store: JobStore, job_id: str, version: int) -> Response:
+    view = await store.view_at(job_id, version)
+    if view is not None:
+        return JSONResponse(view.to_json())
+    if await store.get(job_id) is None:
+        return job_not_found(job_id)
+    return error_response(
+        404,
+        f"job {job_id} has no event 0-{version}; GET its /events for the ids it has",
+        field="at",
+        job_id=job_id,
+    )
+
+
+async def _legacy_job(store: JobStore, job_id: str) -> Response:
+    try:
+        view = await store.get_legacy(job_id)
+    except LegacyRecordError as exc:
+        # 422 and not 404 or 5xx: the job exists, and reading it again cannot
+        # succeed. The raw fields go along so that no stored data is hidden.
+        logger.error("unreadable legacy job record", extra={"job_id": job_id, "error": str(exc)})
+        return error_response(
+            422,
+            f"{exc}: the Celery-era record cannot be shown as job JSON; "
+            "its stored fields are in legacy_record",
+            job_id=job_id,
+            legacy_record=await store.get_legacy_record(job_id),
+        )
+    if view is None:
+        return job_not_found(job_id)
+    return JSONResponse(view.to_json())
+
+
+async def _created_params(request: Request, view: JobView) -> dict[str, Any]:
+    first = await services_of(request).store.events(view.job_id, limit=1)
+    params: dict[str, Any] = first[0].data.get("params", {}) if first else {}
+    return params
 
 
 def parse_run_daily_body(body: bytes) -> dict[str, Any]:
@@ -138,7 +248,7 @@ def _fingerprint(params: dict[str, Any]) -> str:
 
 
 def _tickers_of(params: dict[str, Any]) -> tuple[str, ...] | None:
-    tickers = params["tickers"]
+    tickers = params.get("tickers")
     return tuple(tickers) if tickers is not None else None
 
 
@@ -158,4 +268,5 @@ async def _record_dispatch_failure(request: Request, job_id: str, exc: DispatchE
 routes = [
     Route("/api/v1/ingest/run-daily", run_daily, methods=["POST"]),
     Route("/api/v1/ingest/jobs/{job_id}", get_job, methods=["GET"]),
+    Route("/api/v1/ingest/jobs/{job_id}/rerun", rerun_job, methods=["POST"]),
 ]
