@@ -23,8 +23,6 @@ from jobstore.store import JobStore, Lease
 
 logger = logging.getLogger(__name__)
 
-# Seconds the queue should wait before redelivering after a transient failure.
-TRANSIENT_RETRY_AFTER_S = 30
 # How long a progress event may wait for Redis before the run gives up on it.
 PROGRESS_TIMEOUT_S = 30.0
 
@@ -60,7 +58,9 @@ async def run_job(
         logger.error(
             "job store unavailable during the run", extra={**log_fields, "error": str(exc)}
         )
-        return Outcome("store_unavailable", 503, str(exc), retry_after_s=TRANSIENT_RETRY_AFTER_S)
+        return Outcome(
+            "store_unavailable", 503, str(exc), retry_after_s=services.settings.retry_after_s
+        )
     except PermanentIngestionError as exc:
         return await _fail(store, lease, f"{exc}", delivery, log_fields)
     except TransientIngestionError as exc:
@@ -136,7 +136,9 @@ async def _fail_or_retry(
         await services.store.fail_attempt(lease, error, delivery=delivery)
     except LeaseLost:
         return Outcome("superseded", 200, "another delivery took the job over")
-    return Outcome("attempt_failed", status_code, error, retry_after_s=TRANSIENT_RETRY_AFTER_S)
+    return Outcome(
+        "attempt_failed", status_code, error, retry_after_s=services.settings.retry_after_s
+    )
 
 
 async def _fail(

@@ -58,6 +58,7 @@ class Settings:
     internal_auth_disabled: bool
     lease_s: int
     task_max_attempts: int
+    retry_after_s: int
     completed_job_ttl_s: int
     failed_job_ttl_s: int
     event_stream_ttl_s: int
@@ -95,6 +96,7 @@ class Settings:
             internal_auth_disabled=_internal_auth_disabled(env),
             lease_s=_int(env, "LEASE_S", default=60, low=5, high=3600),
             task_max_attempts=_int(env, "TASK_MAX_ATTEMPTS", default=5, low=1, high=100),
+            retry_after_s=_int(env, "RETRY_AFTER_S", default=30, low=1, high=3600),
             completed_job_ttl_s=_int(
                 env, "COMPLETED_JOB_TTL_S", default=7 * DAY_S, low=60, high=YEAR_S
             ),

@@ -53,10 +53,10 @@ def base_env(redis_url: str, state_dir: Path) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def serve(env: Mapping[str, str]) -> AsyncIterator[RunningApp]:
+async def serve(env: Mapping[str, str], port: int | None = None) -> AsyncIterator[RunningApp]:
     """Serve the app with uvicorn on a loopback port, with the given environment."""
     app = create_app(Settings.from_env(env))
-    port = free_port()
+    port = port or free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )
