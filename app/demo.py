@@ -23,6 +23,7 @@ import uvicorn
 
 from app.main import create_app
 from app.settings import Settings, SettingsError
+from localtasks import LocalCloudTasks
 
 POLL_INTERVAL_S = 0.2
 
@@ -34,25 +35,58 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--timeout-s", type=float, default=600.0, help="give up after this many seconds"
     )
+    parser.add_argument(
+        "--cloud-tasks",
+        action="store_true",
+        help="dispatch through a local Cloud Tasks server (gRPC, HTTP push with a signed "
+        "OIDC token) instead of in-process",
+    )
     args = parser.parse_args(argv)
 
-    env = dict(os.environ)
-    env.setdefault("INGEST_API_TOKEN", secrets.token_urlsafe(24))
-    try:
-        settings = Settings.from_env(env)
-    except SettingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     body: dict[str, Any] = {}
     if args.date:
         body["date"] = args.date
     if args.tickers:
         body["tickers"] = args.tickers
-    return asyncio.run(_run(settings, body, args.timeout_s))
+    return asyncio.run(_run(body, args.timeout_s, cloud_tasks=args.cloud_tasks))
 
 
-async def _run(settings: Settings, body: dict[str, Any], timeout_s: float) -> int:
+async def _run(body: dict[str, Any], timeout_s: float, *, cloud_tasks: bool) -> int:
     port = _free_port()
+    env = dict(os.environ)
+    env.setdefault("INGEST_API_TOKEN", secrets.token_urlsafe(24))
+    local_tasks = None
+    if cloud_tasks:
+        local_tasks = LocalCloudTasks()
+        await local_tasks.start()
+        env.update(_local_cloud_tasks_env(local_tasks, port))
+        print(f"local Cloud Tasks server on {local_tasks.grpc_address}")
+    try:
+        settings = Settings.from_env(env)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return await _serve_and_submit(settings, port, body, timeout_s)
+    finally:
+        if local_tasks is not None:
+            await local_tasks.stop()
+
+
+def _local_cloud_tasks_env(local_tasks: LocalCloudTasks, port: int) -> dict[str, str]:
+    return {
+        "USE_CLOUD_TASKS": "true",
+        "GOOGLE_CLOUD_PROJECT": "kaboom-local",
+        "CLOUD_TASKS_EMULATOR_HOST": local_tasks.grpc_address,
+        "WORKER_BASE_URL": f"http://127.0.0.1:{port}",
+        "TASKS_SERVICE_ACCOUNT": "ingest-tasks@kaboom-local.iam.gserviceaccount.com",
+        "OIDC_JWKS_URL": local_tasks.jwks_url,
+    }
+
+
+async def _serve_and_submit(
+    settings: Settings, port: int, body: dict[str, Any], timeout_s: float
+) -> int:
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
     )
