@@ -30,14 +30,12 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from jobstore import keys
-from jobstore.errors import JobStoreUnavailable
+from jobstore.errors import guard_unavailable
 from jobstore.tail import StreamEntry, as_text, decode_fields, global_entry
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-_REDIS_UNAVAILABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 
 
 class GroupReader:
@@ -202,7 +200,4 @@ class GroupReader:
 
     @staticmethod
     async def _guard(call: Awaitable[T]) -> T:
-        try:
-            return await call
-        except _REDIS_UNAVAILABLE as exc:
-            raise JobStoreUnavailable(f"Redis is unavailable: {exc}") from exc
+        return await guard_unavailable(call)

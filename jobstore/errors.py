@@ -11,7 +11,18 @@ JobStoreError
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from redis import exceptions as redis_errors
+
 from jobstore.events import JobStatus
+
+T = TypeVar("T")
+
+# What redis-py raises when the server is down, unreachable, timing out or
+# still loading its data after a restart (BusyLoadingError is a ConnectionError).
+REDIS_UNAVAILABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 
 
 class JobStoreError(Exception):
@@ -61,3 +72,11 @@ class LeaseLost(JobStoreError):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"the lease on job {job_id} was lost to another delivery")
         self.job_id = job_id
+
+
+async def guard_unavailable(call: Awaitable[T]) -> T:
+    """Await a Redis call, turning connection failures into JobStoreUnavailable."""
+    try:
+        return await call
+    except REDIS_UNAVAILABLE as exc:
+        raise JobStoreUnavailable(f"Redis is unavailable: {exc}") from exc

@@ -18,7 +18,6 @@ from datetime import datetime
 from importlib import resources
 from typing import Any, TypeVar
 
-from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from jobstore import keys, projection
@@ -28,9 +27,9 @@ from jobstore.errors import (
     JobNotFinished,
     JobNotFound,
     JobStoreError,
-    JobStoreUnavailable,
     LeaseHeld,
     LeaseLost,
+    guard_unavailable,
 )
 from jobstore.events import EventType, JobEvent, JobStatus, utc_now
 from jobstore.legacy import view_from_legacy
@@ -47,8 +46,6 @@ MAX_CONFLICT_RETRIES = 8
 
 # Fixed namespace for the ids of re-run jobs.
 RERUN_NAMESPACE = uuid.UUID("0b7f3d7e-2a39-4c4e-8f0e-5e6f1c9a4d21")
-
-_REDIS_UNAVAILABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 
 
 @dataclass(frozen=True)
@@ -395,11 +392,7 @@ class JobStore:
 
     @staticmethod
     async def _guard(call: Awaitable[T]) -> T:
-        """Await a Redis call, turning connection failures into JobStoreUnavailable."""
-        try:
-            return await call
-        except _REDIS_UNAVAILABLE as exc:
-            raise JobStoreUnavailable(f"Redis is unavailable: {exc}") from exc
+        return await guard_unavailable(call)
 
 
 def _read_script(name: str) -> str:

@@ -17,11 +17,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from jobstore import keys
-from jobstore.errors import JobStoreUnavailable
+from jobstore.errors import guard_unavailable
 from jobstore.events import JobEvent
 
 logger = logging.getLogger(__name__)
@@ -30,8 +29,6 @@ logger = logging.getLogger(__name__)
 READ_COUNT = 100
 # ID before every entry: XREAD from it returns the stream from its start.
 STREAM_START = "0-0"
-
-_REDIS_UNAVAILABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 
 
 @dataclass(frozen=True)
@@ -69,10 +66,7 @@ async def last_global_id(redis: Redis) -> str:
 
     Following from this ID returns exactly the entries added after the call.
     """
-    try:
-        newest = await redis.xrevrange(keys.GLOBAL_EVENTS, count=1)
-    except _REDIS_UNAVAILABLE as exc:
-        raise JobStoreUnavailable(f"Redis is unavailable: {exc}") from exc
+    newest = await guard_unavailable(redis.xrevrange(keys.GLOBAL_EVENTS, count=1))
     return as_text(newest[0][0]) if newest else STREAM_START
 
 
@@ -125,10 +119,7 @@ async def _read(
     redis: Redis, stream: str, after: str, block_ms: int | None
 ) -> list[tuple[str, dict[str, str]]]:
     """Return up to READ_COUNT entries after `after`, waiting up to `block_ms` when given."""
-    try:
-        reply = await redis.xread({stream: after}, count=READ_COUNT, block=block_ms)
-    except _REDIS_UNAVAILABLE as exc:
-        raise JobStoreUnavailable(f"Redis is unavailable: {exc}") from exc
+    reply = await guard_unavailable(redis.xread({stream: after}, count=READ_COUNT, block=block_ms))
     return [
         (as_text(entry_id), decode_fields(fields))
         for _, entries in reply
