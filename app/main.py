@@ -31,7 +31,9 @@ from app.oidc import OidcVerifier, SignatureMode
 from app.routes import dashboard, history, jobs, streams, worker
 from app.services import Services
 from app.settings import Settings
+from app.watermarks import RedisWatermarkStorage
 from ingestion.config import InfluxTarget, IngestionConfig
+from ingestion.watermark import WatermarkStorage
 from jobstore.embedded import EmbeddedRedis
 from jobstore.store import JobStore, Retention
 from localtasks import local_tasks_client
@@ -73,6 +75,8 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
             # gRPC and httpx clients bind to the running event loop, so they
             # are created here and not at import time.
             http_client = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
+            watermarks = RedisWatermarkStorage(redis_url)
+            stack.callback(watermarks.close)
             local_key = secrets.token_urlsafe(32)
             dispatcher = _dispatcher(app, settings, local_key, stack)
             stack.push_async_callback(dispatcher.aclose)
@@ -84,7 +88,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
                     redis, lease_ms=settings.lease_s * 1000, retention=_retention(settings)
                 ),
                 dispatcher=dispatcher,
-                ingestion=ingestion_config(settings),
+                ingestion=ingestion_config(settings, watermarks),
                 local_dispatch_key=local_key,
                 oidc_verifier=_oidc_verifier(settings, http_client),
                 live=live,
@@ -120,17 +124,29 @@ def connect_redis(url: str) -> Redis:
     )
 
 
-def ingestion_config(settings: Settings) -> IngestionConfig:
-    influx = None
-    if settings.influx_url is not None:
-        influx = InfluxTarget(
-            url=settings.influx_url,
-            token=settings.influx_token,
-            org=settings.influx_org,
-            bucket=settings.influx_bucket,
+def ingestion_config(
+    settings: Settings, watermark_storage: WatermarkStorage | None = None
+) -> IngestionConfig:
+    """Build the ingestion config; the watermark storage is used only with InfluxDB.
+
+    With the file target the watermark stays in a file beside the points
+    file, so deleting the state directory resets both together.
+    """
+    if settings.influx_url is None:
+        return IngestionConfig(
+            market_data_dir=settings.market_data_dir, influx=None, points_file=settings.points_file
         )
+    influx = InfluxTarget(
+        url=settings.influx_url,
+        token=settings.influx_token,
+        org=settings.influx_org,
+        bucket=settings.influx_bucket,
+    )
     return IngestionConfig(
-        market_data_dir=settings.market_data_dir, influx=influx, points_file=settings.points_file
+        market_data_dir=settings.market_data_dir,
+        influx=influx,
+        points_file=settings.points_file,
+        watermark_storage=watermark_storage,
     )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ingestion.watermark import WatermarkStorage
+
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -52,7 +54,9 @@ class IngestionConfig:
     """Where bars come from and where points go.
 
     `influx=None` selects the file target: line protocol in `points_file`.
-    `watermark_file=None` stores the watermark next to `points_file`
+    `watermark_storage` keeps the watermark elsewhere (the service keeps it
+    in Redis, so it outlives a container). Without it, the watermark is the
+    file `watermark_file`, by default next to `points_file`
     (`<points_file>.watermark.json`).
     """
 
@@ -66,6 +70,7 @@ class IngestionConfig:
     write_backoff_s: float = 0.5
     incremental: bool = True
     watermark_file: Path | None = None
+    watermark_storage: WatermarkStorage | None = None
     universe_file: Path | None = None
     http_source: HttpSourceConfig | None = None
     max_samples: int = 50

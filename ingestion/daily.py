@@ -22,7 +22,7 @@ from ingestion.result import (
 from ingestion.sources import BarSource, DirectorySource
 from ingestion.universe import read_universe
 from ingestion.validation import BarValidator
-from ingestion.watermark import Watermark
+from ingestion.watermark import FileStorage, Watermark
 from ingestion.writers import PointWriter, open_writer
 
 logger = logging.getLogger(__name__)
@@ -150,10 +150,10 @@ def _select_listings(
 
 
 def _load_watermark(config: IngestionConfig, writer: PointWriter) -> Watermark:
-    path = config.resolved_watermark_file()
+    storage = config.watermark_storage or FileStorage(config.resolved_watermark_file())
     if not config.incremental:
-        return Watermark(path, writer.description, config.measurement)
-    return Watermark.load(path, writer.description, config.measurement)
+        return Watermark(storage, writer.description, config.measurement)
+    return Watermark.load(storage, writer.description, config.measurement)
 
 
 def _calendar_last_day(params: DailyParams) -> datetime.date:

@@ -1,4 +1,4 @@
-"""The last day written per ticker, kept in a small JSON file between runs.
+"""The last day written per ticker, kept between runs in a file or another storage.
 
 The file names the target and measurement it belongs to. If either changed, the
 stored days are ignored, so switching targets never skips bars.
@@ -13,34 +13,81 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from ingestion.errors import TransientIngestionError
 
 logger = logging.getLogger(__name__)
 
 
+class WatermarkStorage(Protocol):
+    """Where the watermark document is kept between runs."""
+
+    description: str
+
+    def read(self) -> str | None:
+        """Return the stored JSON text, or None when nothing is stored.
+
+        Raises OSError when the storage cannot be read.
+        """
+        ...
+
+    def write(self, text: str) -> None:
+        """Replace the stored JSON text; raise TransientIngestionError on failure."""
+        ...
+
+
+@dataclass(frozen=True)
+class FileStorage:
+    """A JSON file, replaced through a temporary file and a rename so it is never half written."""
+
+    path: Path
+
+    @property
+    def description(self) -> str:
+        return f"file {self.path}"
+
+    def read(self) -> str | None:
+        try:
+            return self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+
+    def write(self, text: str) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle, temp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+            with os.fdopen(handle, "w", encoding="utf-8") as stream:
+                stream.write(text)
+            os.replace(temp_name, self.path)
+        except OSError as exc:
+            raise TransientIngestionError(f"saving watermark {self.path} failed: {exc}") from exc
+
+
 @dataclass
 class Watermark:
     """Last day written per canonical ticker, for one target and measurement."""
 
-    path: Path
+    storage: WatermarkStorage
     target: str
     measurement: str
     last_days: dict[str, datetime.date] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, path: Path, target: str, measurement: str) -> Watermark:
-        watermark = cls(path, target, measurement)
+    def load(cls, storage: WatermarkStorage, target: str, measurement: str) -> Watermark:
+        watermark = cls(storage, target, measurement)
+        where = {"storage": storage.description}
         try:
-            stored = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return watermark
+            text = storage.read()
+            stored = json.loads(text) if text is not None else {}
         except (OSError, ValueError) as exc:
             # An unreadable watermark only costs a full re-ingest, which writes the same points.
-            logger.warning("watermark ignored", extra={"path": str(path), "error": str(exc)})
+            logger.warning("watermark ignored", extra={**where, "error": str(exc)})
+            return watermark
+        if text is None:
             return watermark
         if stored.get("target") != target or stored.get("measurement") != measurement:
-            logger.info("watermark belongs to another target, ignored", extra={"path": str(path)})
+            logger.info("watermark belongs to another target, ignored", extra=where)
             return watermark
         for ticker, day in stored.get("last_days", {}).items():
             watermark.last_days[ticker] = datetime.date.fromisoformat(day)
@@ -55,17 +102,9 @@ class Watermark:
             self.last_days[ticker] = day
 
     def save(self) -> None:
-        """Write the file through a temporary file and a rename, so it is never half written."""
         document = {
             "target": self.target,
             "measurement": self.measurement,
             "last_days": {t: d.isoformat() for t, d in sorted(self.last_days.items())},
         }
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            handle, temp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-            with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                json.dump(document, stream, indent=1)
-            os.replace(temp_name, self.path)
-        except OSError as exc:
-            raise TransientIngestionError(f"saving watermark {self.path} failed: {exc}") from exc
+        self.storage.write(json.dumps(document, indent=1))

@@ -47,3 +47,8 @@ def append_keys(job_id: str) -> list[str]:
         JOBS_BY_CREATION,
         *(status_index_key(status) for status in JobStatus),
     ]
+
+
+# JSON document with the last day written per ticker, read and written by the
+# ingestion run (app.watermarks); it lives here so every key is in one module.
+WATERMARK = "ingest:watermark"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 from redis.asyncio import Redis
 
 from ingestion.config import default_market_data_dir
+from jobstore import keys
 from jobstore.events import EventType
 from jobstore.store import JobStore
 from tests.app.conftest import base_env, serve
@@ -65,3 +67,31 @@ async def test_run_daily_writes_csv_values(
     progress = [event for event in events if event.type is EventType.PROGRESS]
     assert len(progress) == 2
     assert [event.data["percent"] for event in progress] == [50, 100]
+
+
+async def test_watermark_outlives_the_container(
+    redis_server: RedisServer, redis: Redis, victoria_metrics: VictoriaMetrics, tmp_path: Path
+) -> None:
+    influx = {
+        "INFLUX_URL": victoria_metrics.url,
+        "INFLUX_TOKEN": "unused",
+        "INFLUX_ORG": "kaboom",
+        "INFLUX_BUCKET": "prices",
+    }
+    body = {"tickers": ["9984.T"]}
+    results = []
+    # Each run gets a fresh state directory, as a new Cloud Run container would.
+    for run in ("first", "second"):
+        async with serve({**base_env(redis_server.url, tmp_path / run), **influx}) as running:
+            response = await running.client.post("/api/v1/ingest/run-daily", json=body)
+            job = await running.wait_for_status(response.json()["job_id"], {"completed", "failed"})
+        assert job["status"] == "completed", job["error"]
+        results.append(job["result"])
+
+    first, second = results
+    assert first["bars_written"] > 0
+    assert second["bars_written"] == 0
+    assert second["bars_skipped"] == first["bars_written"] + first["bars_rejected"]
+    stored = json.loads(await redis.get(keys.WATERMARK))
+    assert stored["last_days"]["9984.T"] == "2024-12-24"
+    assert not list(tmp_path.rglob("*.watermark.json"))
