@@ -35,6 +35,7 @@ from app.watermarks import RedisWatermarkStorage
 from ingestion.config import InfluxTarget, IngestionConfig
 from ingestion.watermark import WatermarkStorage
 from jobstore.embedded import EmbeddedRedis
+from jobstore.errors import JobStoreUnavailable
 from jobstore.store import JobStore, Retention
 from localtasks import local_tasks_client
 
@@ -82,11 +83,12 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
             stack.push_async_callback(dispatcher.aclose)
             live = LiveStreams(redis_url, max_streams=settings.sse_max_streams)
             stack.push_async_callback(live.aclose)
+            store = JobStore(
+                redis, lease_ms=settings.lease_s * 1000, retention=_retention(settings)
+            )
             app.state.services = Services(
                 settings=settings,
-                store=JobStore(
-                    redis, lease_ms=settings.lease_s * 1000, retention=_retention(settings)
-                ),
+                store=store,
                 dispatcher=dispatcher,
                 ingestion=ingestion_config(settings, watermarks),
                 local_dispatch_key=local_key,
@@ -94,10 +96,20 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
                 live=live,
             )
             logger.info("service started", extra={"cloud_tasks": settings.use_cloud_tasks})
+            if isinstance(dispatcher, LocalDispatcher):
+                await _redeliver_unfinished(dispatcher, store)
             yield
         logger.info("service stopped")
 
     return lifespan
+
+
+async def _redeliver_unfinished(dispatcher: LocalDispatcher, store: JobStore) -> None:
+    # Without a queue, this is what brings back a job whose process died.
+    try:
+        await dispatcher.redeliver_unfinished(store)
+    except JobStoreUnavailable as exc:
+        logger.error("unfinished jobs not redelivered", extra={"error": str(exc)})
 
 
 def _redis_url(settings: Settings, stack: contextlib.AsyncExitStack) -> str:

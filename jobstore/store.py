@@ -169,6 +169,14 @@ class JobStore:
             list_jobs(self._redis, status=status, since_ms=since_ms, limit=limit, cursor=cursor)
         )
 
+    async def params(self, job_id: str) -> dict[str, Any] | None:
+        """Return the parameters recorded in the job's created event, or None for no job."""
+        first = await self.events(job_id, limit=1)
+        if not first or first[0].type is not EventType.CREATED:
+            return None
+        params: dict[str, Any] = first[0].data.get("params", {})
+        return params
+
     async def events(
         self, job_id: str, *, after: str | None = None, limit: int | None = None
     ) -> list[JobEvent]:
@@ -277,8 +285,7 @@ class JobStore:
             raise JobNotFound(job_id)
         if not snapshot.view.status.is_terminal:
             raise JobNotFinished(job_id, snapshot.view.status)
-        first = await self.events(job_id, limit=1)
-        params = first[0].data.get("params", {})
+        params = await self.params(job_id) or {}
         new_id = str(uuid.uuid5(RERUN_NAMESPACE, f"{job_id}:{snapshot.version}"))
 
         view, _ = await self.create(new_id, params, rerun_of=job_id)

@@ -3,8 +3,10 @@
 It posts each job to the app's own ASGI callable, so a delivery goes through
 the same middleware, routing, authentication and worker code as a Cloud
 Tasks push, and it retries a non-2xx answer with backoff like a queue does.
-It keeps no queue of its own: a job whose process dies stays queued until
-it is re-run or redelivered, which is why production uses Cloud Tasks.
+It keeps no queue of its own. Instead, at startup it redelivers the jobs
+that the store's status indexes show as queued or running, so a job whose
+process died is picked up by the next process; the worker's lease check
+makes that safe while another instance still runs the job.
 """
 
 from __future__ import annotations
@@ -18,8 +20,13 @@ from starlette.types import ASGIApp
 
 from app.auth import LOCAL_DISPATCH_HEADER
 from app.dispatch.base import WORKER_PATH, TaskPayload
+from jobstore.events import JobStatus
+from jobstore.store import JobStore
 
 logger = logging.getLogger(__name__)
+
+# Jobs read per index page while looking for unfinished jobs at startup.
+RECOVERY_PAGE = 100
 
 
 class LocalDispatcher:
@@ -49,6 +56,27 @@ class LocalDispatcher:
         task = asyncio.create_task(self._deliver(payload), name=f"deliver-{payload.job_id}")
         self._deliveries.add(task)
         task.add_done_callback(self._deliveries.discard)
+
+    async def redeliver_unfinished(self, store: JobStore) -> int:
+        """Dispatch every queued or running job again; return how many.
+
+        A job still running elsewhere answers 503 until its lease ends, and
+        a finished one answers 2xx, so a redelivery never runs a job twice.
+        """
+        count = 0
+        for status in (JobStatus.QUEUED, JobStatus.RUNNING):
+            cursor = None
+            while True:
+                page = await store.list_jobs(status=status, limit=RECOVERY_PAGE, cursor=cursor)
+                for view in page.jobs:
+                    await self.dispatch(TaskPayload(view.job_id))
+                    count += 1
+                if page.next_cursor is None:
+                    break
+                cursor = page.next_cursor
+        if count:
+            logger.info("redelivering unfinished jobs", extra={"jobs": count})
+        return count
 
     async def aclose(self) -> None:
         """Give running deliveries a grace period to finish, then cancel them."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -27,7 +26,6 @@ from app.errors import error_response
 from app.runner import Outcome, run_job
 from app.services import services_of
 from jobstore.errors import JobFinished, LeaseHeld
-from jobstore.events import EventType
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +65,9 @@ async def run_daily_worker(request: Request) -> Response:
     except InvalidPayload as exc:
         return await _reject_payload(request, exc, delivery)
 
-    params = await _stored_params(request, job_id)
+    # The created event, not the payload, says what to run, so a stale or
+    # hand-made payload cannot change a job's parameters.
+    params = await services.store.params(job_id)
     if params is None:
         logger.warning("delivery for unknown job", extra={"job_id": job_id})
         return _done("unknown_job", job_id, f"job {job_id} not found; nothing to run")
@@ -103,19 +103,6 @@ def parse_worker_payload(body: bytes) -> str:
     if not isinstance(job_id, str) or not 0 < len(job_id) <= 200:
         raise InvalidPayload("payload job_id is missing or not a string of 1 to 200 characters")
     return job_id
-
-
-async def _stored_params(request: Request, job_id: str) -> dict[str, Any] | None:
-    """Return the parameters recorded when the job was created, or None for an unknown job.
-
-    The job's own created event is the source of truth for what to run, so a
-    stale or hand-made payload cannot change a job's parameters.
-    """
-    first = await services_of(request).store.events(job_id, limit=1)
-    if not first or first[0].type is not EventType.CREATED:
-        return None
-    params: dict[str, Any] = first[0].data.get("params", {})
-    return params
 
 
 async def _reject_payload(request: Request, exc: InvalidPayload, delivery: Delivery) -> Response:

@@ -135,8 +135,9 @@ async def test_transient_failure_retries_then_fails(
         "INFLUX_BUCKET": "prices",
         "TASK_MAX_ATTEMPTS": "2",
     }
-    job_id = await create_job(redis, {"date": None, "tickers": ["7203.T"]})
     async with serve(env) as running:
+        # Created after startup, so the local dispatcher's recovery does not deliver it.
+        job_id = await create_job(redis, {"date": None, "tickers": ["7203.T"]})
         first = await running.client.post(
             WORKER_PATH, json={"job_id": job_id}, headers=delivery_headers(0)
         )
@@ -173,3 +174,21 @@ async def test_local_dispatch_needs_no_internal_auth(running_app: RunningApp) ->
     job = await running_app.wait_for_status(response.json()["job_id"], {"completed", "failed"})
 
     assert job["status"] == "completed"
+
+
+async def test_local_mode_redelivers_unfinished_jobs(
+    redis_server: RedisServer, redis: Redis, tmp_path: Path
+) -> None:
+    store = JobStore(redis, lease_ms=50)
+    never_dispatched = await create_job(redis, {"date": None, "tickers": ["7203.T"]})
+    abandoned = await create_job(redis, {"date": None, "tickers": ["9984.T"]})
+    await store.start(abandoned)
+    await asyncio.sleep(0.1)
+
+    async with serve(base_env(redis_server.url, tmp_path)) as running:
+        first = await running.wait_for_status(never_dispatched, {"completed", "failed"})
+        second = await running.wait_for_status(abandoned, {"completed", "failed"})
+
+    assert first["status"] == "completed"
+    assert second["status"] == "completed"
+    assert second["attempts"] == 2
