@@ -58,7 +58,7 @@ async def run_daily(request: Request) -> Response:
         if failure is not None:
             return failure
         view = await services.store.get(job_id) or view
-    logger.info("job accepted", extra={"job_id": job_id, "created": created})
+    logger.info("job accepted", extra={"job_id": job_id, "job_created": created})
     return JSONResponse(view.to_json(), status_code=202 if created else 200)
 
 
