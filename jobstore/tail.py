@@ -71,18 +71,24 @@ async def last_global_id(redis: Redis) -> str:
 
 
 async def follow_job(
-    redis: Redis, job_id: str, *, after: str = STREAM_START, block_ms: int
+    redis: Redis,
+    job_id: str,
+    *,
+    after: str = STREAM_START,
+    block_ms: int,
+    finished: bool = False,
 ) -> AsyncIterator[StreamEntry]:
     """Yield the job's events after the entry ID `after`, then new ones as they come.
 
     Stops once the job has finished (completed or failed) and every event
     stored so far has been yielded, so a later `rerun_requested` event is
-    included when the stream is read after the re-run. Raises
+    included when the stream is read after the re-run. Pass `finished` when
+    the job had already finished before the call: `after` may lie past its
+    final event, which this function would then never read. Raises
     JobStoreUnavailable when Redis cannot be reached.
     """
     stream = keys.events_key(job_id)
     last_id = after
-    finished = False
     while True:
         # After the final event, one read without BLOCK collects what is left.
         entries = await _read(redis, stream, last_id, None if finished else block_ms)

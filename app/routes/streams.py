@@ -65,7 +65,13 @@ async def job_stream(request: Request) -> Response:
         return Response(status_code=204)
 
     slot = services.live.acquire()
-    entries = follow_job(services.live.redis, job_id, after=after, block_ms=services.live.block_ms)
+    entries = follow_job(
+        services.live.redis,
+        job_id,
+        after=after,
+        block_ms=services.live.block_ms,
+        finished=view.status.is_terminal,
+    )
     return _event_source(services, entries, slot, log_fields={"job_id": job_id})
 
 

@@ -127,6 +127,21 @@ async def test_finished_job_stream_after_end_is_204(
     assert [event.event for event in tail] == ["completed", "rerun_requested"]
 
 
+async def test_resume_after_final_event_ends(running_app: RunningApp, store: JobStore) -> None:
+    job_id = new_id()
+    await store.create(job_id, {})
+    lease = await store.start(job_id)
+    await store.complete(lease, {})
+    await store.rerun(job_id)
+
+    path = f"{JOBS}/{job_id}/stream"
+    async with open_stream(running_app, path, headers={"Last-Event-ID": "0-3"}) as reader:
+        tail = await asyncio.wait_for(reader.read_to_end(), READ_TIMEOUT_S)
+
+    assert [event.id for event in tail] == ["0-4"]
+    assert [event.event for event in tail] == ["rerun_requested"]
+
+
 async def test_global_stream_resumes_without_gaps(running_app: RunningApp, store: JobStore) -> None:
     old_job = new_id()
     await store.create(old_job, {})
