@@ -19,6 +19,7 @@ from app.dispatch.base import DispatchError, TaskPayload
 from app.errors import ApiError, error_response
 from app.params import parse_job_event_id
 from app.services import services_of
+from ingestion.markets import normalize_ticker
 from jobstore.errors import (
     IdempotencyConflict,
     JobFinished,
@@ -34,7 +35,7 @@ from jobstore.store import JobStore
 logger = logging.getLogger(__name__)
 
 MAX_TICKERS = 1000
-TICKER_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-_^=]{0,31}$")
+MAX_TICKER_LENGTH = 32
 IDEMPOTENCY_KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
 # Fixed namespace for job ids derived from an Idempotency-Key.
 IDEMPOTENT_JOB_NAMESPACE = uuid.UUID("5f0c8a63-3f47-4a55-9a53-6f1f2d0e8b41")
@@ -218,15 +219,20 @@ def _parse_tickers(value: Any) -> list[str] | None:
             f"tickers has {len(value)} entries: expected at most {MAX_TICKERS}",
             field="tickers",
         )
+    canonical = []
     for item in value:
-        if not isinstance(item, str) or not TICKER_PATTERN.fullmatch(item):
+        if not isinstance(item, str) or len(item) > MAX_TICKER_LENGTH:
             raise ApiError(
                 422,
-                f"tickers contains {item!r}: expected symbols such as 7203.T or AAPL "
-                "(letters, digits and . - _ ^ =, at most 32 characters)",
+                f"tickers contains {item!r}: expected a ticker string such as 7203.T or AAPL",
                 field="tickers",
             )
-    return list(dict.fromkeys(value))
+        try:
+            canonical.append(normalize_ticker(item).ticker)
+        except ValueError as exc:
+            raise ApiError(422, f"tickers is invalid: {exc}", field="tickers") from None
+    # Canonical forms, so `7203` and `7203.T` are one ticker and one idempotency fingerprint.
+    return list(dict.fromkeys(canonical))
 
 
 def _job_id_for(idempotency_key: str | None) -> str:

@@ -96,6 +96,8 @@ async def test_missing_or_wrong_token_is_401(
         (b'{"tickers": []}', 422, "tickers"),
         (b'{"tickers": ["7203.T", "bad ticker"]}', 422, "tickers"),
         (b'{"tickers": [7203]}', 422, "tickers"),
+        (b'{"tickers": ["7203.T", "NOPE.T"]}', 422, "tickers"),
+        (b'{"tickers": ["AAPL.US.X"]}', 422, "tickers"),
     ],
 )
 async def test_invalid_body_names_the_field(
@@ -159,3 +161,17 @@ async def test_job_survives_redis_restart(own_redis_server: RedisServer, tmp_pat
 
     assert response.status_code == 200
     assert response.json()["status"] == "completed"
+
+
+async def test_ticker_spellings_share_one_job(running_app: RunningApp) -> None:
+    headers = {"Idempotency-Key": "spelling-test"}
+    first = await running_app.client.post(
+        "/api/v1/ingest/run-daily", json={"tickers": ["7203.T", "brk-b"]}, headers=headers
+    )
+    second = await running_app.client.post(
+        "/api/v1/ingest/run-daily", json={"tickers": ["7203", "BRK.B"]}, headers=headers
+    )
+
+    assert first.status_code == 202
+    assert second.status_code == 200
+    assert second.json()["job_id"] == first.json()["job_id"]
