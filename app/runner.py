@@ -99,7 +99,27 @@ async def _run_with_heartbeat(
         await asyncio.gather(heartbeat, return_exceptions=True)
     if lease_lost.is_set():
         raise LeaseLost(lease.job_id)
-    return result.to_dict()
+    summary = result.to_dict()
+    _require_some_ticker_done(summary)
+    return summary
+
+
+def _require_some_ticker_done(summary: dict[str, Any]) -> None:
+    """Raise PermanentIngestionError when tickers were there to ingest but none succeeded.
+
+    Such a run wrote nothing, and reporting it as completed would let an
+    n8n workflow carry on as if the day's prices were in.
+    """
+    missing = summary["tickers_not_found"]
+    failed = summary["tickers_failed"]
+    if summary["tickers_done"] or not (missing or failed):
+        return
+    reasons = []
+    if missing:
+        reasons.append(f"no data found for {', '.join(missing)}")
+    if failed:
+        reasons.append(f"source failed for {', '.join(failed)}")
+    raise PermanentIngestionError(f"no ticker was ingested: {'; '.join(reasons)}")
 
 
 async def _renew_until_cancelled(store: JobStore, lease: Lease, lost: threading.Event) -> None:

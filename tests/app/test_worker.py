@@ -192,3 +192,24 @@ async def test_local_mode_redelivers_unfinished_jobs(
     assert first["status"] == "completed"
     assert second["status"] == "completed"
     assert second["attempts"] == 2
+
+
+async def test_job_with_no_ticker_found_fails(running_app: RunningApp) -> None:
+    response = await running_app.client.post(
+        "/api/v1/ingest/run-daily", json={"tickers": ["AAPL", "1301.T"]}
+    )
+    job = await running_app.wait_for_status(response.json()["job_id"], {"completed", "failed"})
+
+    assert job["status"] == "failed"
+    assert job["error"] == "no ticker was ingested: no data found for AAPL, 1301.T"
+
+
+async def test_job_with_some_tickers_found_completes(running_app: RunningApp) -> None:
+    response = await running_app.client.post(
+        "/api/v1/ingest/run-daily", json={"tickers": ["AAPL", "7203.T"]}
+    )
+    job = await running_app.wait_for_status(response.json()["job_id"], {"completed", "failed"})
+
+    assert job["status"] == "completed"
+    assert job["result"]["tickers_done"] == ["7203.T"]
+    assert job["result"]["tickers_not_found"] == ["AAPL"]
