@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -55,6 +56,18 @@ async def handle_api_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, exc.message, field=exc.field, headers=exc.headers)
 
 
+async def handle_http_exception(request: Request, exc: Exception) -> Response:
+    """Turn Starlette's own errors (unknown path, wrong method) into JSON errors."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        message = f"no endpoint at {request.url.path}"
+    elif exc.status_code == 405:
+        message = f"method {request.method} is not allowed on {request.url.path}"
+    else:
+        message = str(exc.detail)
+    return error_response(exc.status_code, message, headers=exc.headers)
+
+
 async def handle_store_unavailable(request: Request, exc: Exception) -> Response:
     logger.error("job store unavailable", extra={"path": request.url.path, "error": str(exc)})
     return error_response(
@@ -71,6 +84,7 @@ async def handle_unexpected(request: Request, exc: Exception) -> Response:
 
 EXCEPTION_HANDLERS = {
     ApiError: handle_api_error,
+    HTTPException: handle_http_exception,
     JobStoreUnavailable: handle_store_unavailable,
     Exception: handle_unexpected,
 }

@@ -63,7 +63,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
 
 async def healthz(request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
+    """Report whether the service can reach its job store; 503 when Redis is down."""
+    services: Services = request.app.state.services
+    await services.store.ping()
+    return JSONResponse({"status": "ok", "redis": "ok"})
 
 
 def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]

@@ -14,6 +14,8 @@ from app.jwks import GOOGLE_JWKS_URL
 from ingestion.config import default_market_data_dir
 
 DEFAULT_STATE_DIR = Path("var")
+REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DAY_S = 86_400
 YEAR_S = 366 * DAY_S
 
@@ -84,9 +86,9 @@ class Settings:
 
         return cls(
             ingest_api_token=token,
-            redis_url=env.get("REDIS_URL") or None,
+            redis_url=_redis_url(env),
             embedded_redis_dir=state_dir / "redis",
-            market_data_dir=Path(env.get("MARKET_DATA_DIR") or default_market_data_dir()),
+            market_data_dir=_market_data_dir(env),
             influx_url=influx_url,
             influx_token=env.get("INFLUX_TOKEN", ""),
             influx_org=env.get("INFLUX_ORG", ""),
@@ -106,7 +108,7 @@ class Settings:
             ),
             sse_ping_s=_int(env, "SSE_PING_S", default=15, low=1, high=300),
             sse_max_streams=_int(env, "SSE_MAX_STREAMS", default=100, low=1, high=10_000),
-            log_level=env.get("LOG_LEVEL", "INFO").upper(),
+            log_level=_log_level(env),
             cloud_tasks=_cloud_tasks_settings(env),
         )
 
@@ -148,6 +150,32 @@ def _cloud_tasks_settings(env: Mapping[str, str]) -> CloudTasksSettings:
     )
 
 
+def _redis_url(env: Mapping[str, str]) -> str | None:
+    url = env.get("REDIS_URL") or None
+    if url is not None and not url.startswith(REDIS_URL_SCHEMES):
+        raise SettingsError(
+            f"REDIS_URL={url!r} is invalid: expected a URL starting with "
+            f"{', '.join(REDIS_URL_SCHEMES)}"
+        )
+    return url
+
+
+def _market_data_dir(env: Mapping[str, str]) -> Path:
+    directory = Path(env.get("MARKET_DATA_DIR") or default_market_data_dir())
+    if not directory.is_dir():
+        raise SettingsError(f"MARKET_DATA_DIR={str(directory)!r} is not a directory")
+    return directory
+
+
+def _log_level(env: Mapping[str, str]) -> str:
+    level = env.get("LOG_LEVEL", "INFO").upper()
+    if level not in LOG_LEVELS:
+        raise SettingsError(
+            f"LOG_LEVEL={level!r} is invalid: expected one of {', '.join(LOG_LEVELS)}"
+        )
+    return level
+
+
 def _bool(env: Mapping[str, str], name: str, *, default: bool) -> bool:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -179,4 +207,6 @@ def _internal_auth_disabled(env: Mapping[str, str]) -> bool:
         return False
     if raw == "disabled":
         return True
-    raise SettingsError(f"INTERNAL_AUTH={raw!r} is invalid: expected 'disabled' or unset")
+    raise SettingsError(
+        f"INTERNAL_AUTH={raw!r} is invalid: expected 'disabled', 'enabled' or unset"
+    )

@@ -121,6 +121,10 @@ class JobStore:
             raise IdempotencyConflict(job_id)
         return await self._require_view(job_id), False
 
+    async def ping(self) -> None:
+        """Raise JobStoreUnavailable unless Redis answers."""
+        await self._guard(self._redis.ping())
+
     async def get(self, job_id: str) -> JobView | None:
         """Return the job's current view, read from its snapshot in one command."""
         doc = await self._guard(self._redis.hget(keys.state_key(job_id), "view"))

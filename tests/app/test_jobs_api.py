@@ -175,3 +175,25 @@ async def test_ticker_spellings_share_one_job(running_app: RunningApp) -> None:
     assert first.status_code == 202
     assert second.status_code == 200
     assert second.json()["job_id"] == first.json()["job_id"]
+
+
+async def test_unknown_path_and_method_are_json(running_app: RunningApp) -> None:
+    missing = await running_app.client.get("/api/v1/nope")
+    wrong_method = await running_app.client.get("/api/v1/ingest/run-daily")
+
+    assert missing.status_code == 404
+    assert missing.json()["error"] == "no endpoint at /api/v1/nope"
+    assert wrong_method.status_code == 405
+    assert "GET" in wrong_method.json()["error"]
+
+
+async def test_healthz_reports_redis(own_redis_server: RedisServer, tmp_path: Path) -> None:
+    async with serve(base_env(own_redis_server.url, tmp_path)) as running:
+        healthy = await running.client.get("/healthz")
+        own_redis_server.stop()
+        unhealthy = await running.client.get("/healthz")
+
+    assert healthy.status_code == 200
+    assert healthy.json() == {"status": "ok", "redis": "ok"}
+    assert unhealthy.status_code == 503
+    assert "Redis" in unhealthy.json()["error"]
