@@ -15,6 +15,9 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
 # Trace id of the request being served, from the X-Cloud-Trace-Context header.
 current_trace: ContextVar[str | None] = ContextVar("current_trace", default=None)
 
@@ -47,9 +50,36 @@ class CloudLoggingFormatter(logging.Formatter):
 
 
 def configure_logging(level: str, project: str | None = None) -> None:
-    """Send every log record to stdout as one JSON line."""
+    """Send every log record to stdout as one JSON line, uvicorn's own included."""
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(CloudLoggingFormatter(project))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # uvicorn installs plain-text handlers before it builds the app.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        server_logger = logging.getLogger(name)
+        server_logger.handlers.clear()
+        server_logger.propagate = True
+
+
+class TraceMiddleware:
+    """Make the request's trace id available to log lines written while serving it.
+
+    Cloud Run passes it in `X-Cloud-Trace-Context: TRACE_ID/SPAN_ID;o=OPTIONS`.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        header = Headers(scope=scope).get("x-cloud-trace-context", "")
+        trace_id = header.split("/", 1)[0].strip()
+        token = current_trace.set(trace_id or None)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            current_trace.reset(token)

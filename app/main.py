@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -26,7 +27,7 @@ from app.dispatch.cloud_tasks import CloudTasksConfig, CloudTasksDispatcher
 from app.dispatch.local import LocalDispatcher
 from app.errors import EXCEPTION_HANDLERS
 from app.live import LiveStreams
-from app.logs import configure_logging
+from app.logs import TraceMiddleware, configure_logging
 from app.oidc import OidcVerifier, SignatureMode
 from app.routes import dashboard, history, jobs, streams, worker
 from app.services import Services
@@ -46,7 +47,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     """Build the app; without settings, read them from the environment."""
     if settings is None:
         settings = Settings.from_env(os.environ)
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, settings.cloud_tasks.project or None)
     app = Starlette(
         routes=[
             *jobs.routes,
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/healthz", healthz),
         ],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        middleware=[Middleware(TraceMiddleware)],
         lifespan=_lifespan(settings),
     )
     return app
