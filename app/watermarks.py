@@ -8,8 +8,11 @@ Redis client of its own.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import redis
 from redis import exceptions as redis_errors
+from redis.client import Pipeline
 
 from ingestion.errors import TransientIngestionError
 from jobstore import keys
@@ -30,11 +33,19 @@ class RedisWatermarkStorage:
             raise OSError(f"reading {keys.WATERMARK} failed: {exc}") from exc
         return text
 
-    def write(self, text: str) -> None:
+    def update(self, merge: Callable[[str | None], str]) -> None:
+        """Apply `merge` with WATCH and MULTI, retrying when another run wrote in between."""
         try:
-            self._client.set(keys.WATERMARK, text)
+            self._client.transaction(lambda pipe: self._merge_in(pipe, merge), keys.WATERMARK)
         except redis_errors.RedisError as exc:
             raise TransientIngestionError(f"saving {keys.WATERMARK} failed: {exc}") from exc
+
+    @staticmethod
+    def _merge_in(pipe: Pipeline, merge: Callable[[str | None], str]) -> None:
+        stored: str | None = pipe.get(keys.WATERMARK)  # type: ignore[assignment]
+        text = merge(stored)
+        pipe.multi()
+        pipe.set(keys.WATERMARK, text)
 
     def close(self) -> None:
         self._client.close()

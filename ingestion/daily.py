@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 from ingestion.calendars import TradingCalendars
@@ -22,7 +23,7 @@ from ingestion.result import (
 from ingestion.sources import BarSource, DirectorySource
 from ingestion.universe import read_universe
 from ingestion.validation import BarValidator
-from ingestion.watermark import FileStorage, Watermark
+from ingestion.watermark import FileStorage, Watermark, exclusive_lock
 from ingestion.writers import PointWriter, open_writer
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,28 @@ def run_daily(
     requested = _requested_listings(params)
     source = _open_source(config)
     listings = _select_listings(requested, config, source)
+    # Runs for one file target take turns: each rewrites the whole file.
+    with _target_lock(config):
+        result = _ingest_listings(params, config, source, listings, on_progress)
+    if not listings:
+        on_progress(Progress(100, "no tickers to ingest", None))
+    logger.info(
+        "daily run finished",
+        extra={
+            "bars_written": result.total("bars_written"),
+            "bars_rejected": result.total("bars_rejected"),
+        },
+    )
+    return result
+
+
+def _ingest_listings(
+    params: DailyParams,
+    config: IngestionConfig,
+    source: BarSource,
+    listings: list[Listing],
+    on_progress: ProgressCallback,
+) -> DailyResult:
     writer = open_writer(config)
     watermark = _load_watermark(config, writer)
     result = DailyResult(
@@ -95,16 +118,14 @@ def run_daily(
         raise
     if config.incremental:
         watermark.save()
-    if not listings:
-        on_progress(Progress(100, "no tickers to ingest", None))
-    logger.info(
-        "daily run finished",
-        extra={
-            "bars_written": result.total("bars_written"),
-            "bars_rejected": result.total("bars_rejected"),
-        },
-    )
     return result
+
+
+def _target_lock(config: IngestionConfig) -> AbstractContextManager[None]:
+    if config.influx is not None:
+        return nullcontext()
+    config.points_file.parent.mkdir(parents=True, exist_ok=True)
+    return exclusive_lock(config.points_file)
 
 
 def _requested_listings(params: DailyParams) -> list[Listing] | None:

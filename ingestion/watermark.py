@@ -7,10 +7,13 @@ stored days are ignored, so switching targets never skips bars.
 from __future__ import annotations
 
 import datetime
+import fcntl
 import json
 import logging
 import os
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -32,8 +35,12 @@ class WatermarkStorage(Protocol):
         """
         ...
 
-    def write(self, text: str) -> None:
-        """Replace the stored JSON text; raise TransientIngestionError on failure."""
+    def update(self, merge: Callable[[str | None], str]) -> None:
+        """Replace the stored text with `merge(stored text)`, atomically.
+
+        Two runs saving at once must not lose each other's tickers, so the
+        read and the write form one step. Raises TransientIngestionError.
+        """
         ...
 
 
@@ -53,13 +60,20 @@ class FileStorage:
         except FileNotFoundError:
             return None
 
-    def write(self, text: str) -> None:
+    def update(self, merge: Callable[[str | None], str]) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            handle, temp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-            with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                stream.write(text)
-            os.replace(temp_name, self.path)
+            with exclusive_lock(self.path):
+                try:
+                    text = merge(self.read())
+                except OSError:
+                    text = merge(None)
+                handle, temp_name = tempfile.mkstemp(
+                    prefix=f".{self.path.name}.", dir=self.path.parent
+                )
+                with os.fdopen(handle, "w", encoding="utf-8") as stream:
+                    stream.write(text)
+                os.replace(temp_name, self.path)
         except OSError as exc:
             raise TransientIngestionError(f"saving watermark {self.path} failed: {exc}") from exc
 
@@ -102,9 +116,38 @@ class Watermark:
             self.last_days[ticker] = day
 
     def save(self) -> None:
+        """Store the days of this watermark, keeping any later day another run stored."""
+        self.storage.update(self._merge)
+
+    def _merge(self, stored_text: str | None) -> str:
+        merged = dict(self.last_days)
+        try:
+            stored = json.loads(stored_text) if stored_text else {}
+        except ValueError:
+            stored = {}
+        if stored.get("target") == self.target and stored.get("measurement") == self.measurement:
+            for ticker, text in stored.get("last_days", {}).items():
+                day = datetime.date.fromisoformat(text)
+                if ticker not in merged or day > merged[ticker]:
+                    merged[ticker] = day
         document = {
             "target": self.target,
             "measurement": self.measurement,
-            "last_days": {t: d.isoformat() for t, d in sorted(self.last_days.items())},
+            "last_days": {t: d.isoformat() for t, d in sorted(merged.items())},
         }
-        self.storage.write(json.dumps(document, indent=1))
+        return json.dumps(document, indent=1)
+
+
+@contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `<path>.lock` for the block, waiting for other holders.
+
+    flock locks are advisory and per host: they order runs of this service
+    on one machine, which is where a file target lives.
+    """
+    with open(path.with_name(path.name + ".lock"), "a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)

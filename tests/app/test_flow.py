@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from pathlib import Path
@@ -95,3 +96,54 @@ async def test_watermark_outlives_the_container(
     stored = json.loads(await redis.get(keys.WATERMARK))
     assert stored["last_days"]["9984.T"] == "2024-12-24"
     assert not list(tmp_path.rglob("*.watermark.json"))
+
+
+async def test_concurrent_jobs_keep_every_ticker(
+    redis_server: RedisServer, redis: Redis, tmp_path: Path
+) -> None:
+    tickers = ["7203.T", "7974.T", "8306.T", "9984.T"]
+    async with serve(base_env(redis_server.url, tmp_path)) as running:
+        responses = await asyncio.gather(
+            *(
+                running.client.post("/api/v1/ingest/run-daily", json={"tickers": [ticker]})
+                for ticker in tickers
+            )
+        )
+        jobs = [
+            await running.wait_for_status(response.json()["job_id"], {"completed", "failed"})
+            for response in responses
+        ]
+
+    assert [job["status"] for job in jobs] == ["completed"] * 4
+    lines = (tmp_path / "points.lp").read_text().splitlines()
+    for job, ticker in zip(jobs, tickers, strict=True):
+        count = sum(1 for line in lines if f",ticker={ticker} " in line)
+        assert count == job["result"]["bars_written"], ticker
+    watermark = json.loads((tmp_path / "points.lp.watermark.json").read_text())
+    assert sorted(watermark["last_days"]) == tickers
+
+
+async def test_concurrent_influx_jobs_keep_every_watermark(
+    redis_server: RedisServer, redis: Redis, victoria_metrics: VictoriaMetrics, tmp_path: Path
+) -> None:
+    env = {
+        **base_env(redis_server.url, tmp_path),
+        "INFLUX_URL": victoria_metrics.url,
+        "INFLUX_TOKEN": "unused",
+        "INFLUX_ORG": "kaboom",
+        "INFLUX_BUCKET": "prices",
+    }
+    tickers = ["7203.T", "7974.T", "8306.T", "9984.T"]
+    async with serve(env) as running:
+        responses = await asyncio.gather(
+            *(
+                running.client.post("/api/v1/ingest/run-daily", json={"tickers": [ticker]})
+                for ticker in tickers
+            )
+        )
+        for response in responses:
+            job = await running.wait_for_status(response.json()["job_id"], {"completed", "failed"})
+            assert job["status"] == "completed", job["error"]
+
+    stored = json.loads(await redis.get(keys.WATERMARK))
+    assert sorted(stored["last_days"]) == tickers
