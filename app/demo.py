@@ -17,6 +17,7 @@ import secrets
 import socket
 import sys
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import uvicorn
@@ -29,11 +30,19 @@ POLL_INTERVAL_S = 0.2
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m app.demo", description=__doc__.split("\n")[0])
-    parser.add_argument("--date", help="trading day to ingest up to, as YYYY-MM-DD")
-    parser.add_argument("--tickers", nargs="+", help="tickers to ingest, such as 7203.T")
+    parser = argparse.ArgumentParser(
+        prog="scripts/demo",
+        description=__doc__.split("\n")[0],
+    )
+    parser.add_argument("--date", help="trading day to ingest up to, as YYYY-MM-DD (default: all)")
     parser.add_argument(
-        "--timeout-s", type=float, default=600.0, help="give up after this many seconds"
+        "--tickers", nargs="+", help="tickers to ingest, such as 7203.T (default: every file)"
+    )
+    parser.add_argument(
+        "--timeout-s",
+        type=float,
+        default=600.0,
+        help="give up after this many seconds (default: 600)",
     )
     parser.add_argument(
         "--cloud-tasks",
@@ -119,6 +128,7 @@ async def _submit_and_follow(settings: Settings, port: int, body: dict[str, Any]
             )
             return 1
         job_id = response.json()["job_id"]
+        print(_targets(settings))
         print(f"POST /api/v1/ingest/run-daily -> {response.status_code}, job_id {job_id}")
 
         last_line = ""
@@ -135,17 +145,38 @@ async def _submit_and_follow(settings: Settings, port: int, body: dict[str, Any]
     print(json.dumps(job, indent=2, ensure_ascii=False))
     if job["result"]:
         print(_summary(job["result"]))
-    if settings.influx_url is None:
-        print(f"points written to {settings.points_file.resolve()} (InfluxDB line protocol)")
     return 0 if job["status"] == "completed" else 1
+
+
+def _targets(settings: Settings) -> str:
+    """Say where job state and points go, so a run aimed at the wrong place is noticed."""
+    if settings.redis_url is None:
+        store = f"embedded Redis in {settings.embedded_redis_dir}"
+    else:
+        store = f"Redis at {_without_password(settings.redis_url)} (from REDIS_URL)"
+    if settings.influx_url is None:
+        points = f"line-protocol file {settings.points_file}"
+    else:
+        points = f"InfluxDB at {settings.influx_url} (from INFLUX_URL)"
+    return f"job store: {store}\npoints: {points}"
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _summary(result: dict[str, Any]) -> str:
     rejected = ", ".join(f"{n} {reason}" for reason, n in result["rejected_by_reason"].items())
     flagged = ", ".join(f"{n} {reason}" for reason, n in result["flagged_by_reason"].items())
     return (
-        f"bars written: {result['bars_written']}, "
-        f"skipped as already stored: {result['bars_skipped']}\n"
+        f"bars written: {result['bars_written']} to {result['target']}\n"
+        f"bars skipped (not after the last day ingested before, or after --date): "
+        f"{result['bars_skipped']}\n"
         f"bars rejected: {result['bars_rejected']} ({rejected or 'none'})\n"
         f"bars written but flagged: {result['bars_flagged']} ({flagged or 'none'})"
     )
