@@ -8,6 +8,7 @@ creation time neither repeat nor skip a job.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -18,6 +19,8 @@ from jobstore.projection import JobView
 
 # Index entries read per round while skipping jobs that have expired.
 SCAN_BATCH = 200
+# Creation time in ms: ASCII digits only (str.isdigit also accepts "²").
+CURSOR_SCORE = re.compile(r"[0-9]{1,15}")
 
 
 class InvalidCursor(ValueError):
@@ -65,6 +68,8 @@ async def list_jobs(
         for (job_id, score), view in zip(candidates, views, strict=True):
             if view is None:
                 await redis.zrem(index, job_id)
+                # Later entries move up by one, so the next read must start earlier.
+                offset -= 1
                 continue
             jobs.append(view)
             last = (score, job_id)
@@ -78,7 +83,7 @@ def _parse_cursor(cursor: str | None) -> tuple[int | str, str | None]:
     if cursor is None:
         return "+inf", None
     score, _, job_id = cursor.partition(":")
-    if not score.isdigit() or not job_id:
+    if not CURSOR_SCORE.fullmatch(score) or not job_id:
         raise InvalidCursor(f"cursor {cursor!r} is invalid: expected <created ms>:<job id>")
     return int(score), job_id
 

@@ -244,3 +244,27 @@ async def test_legacy_hash_with_unknown_status_is_an_error(store: JobStore, redi
 
     with pytest.raises(LegacyRecordError):
         await store.get_legacy(job_id)
+
+
+async def test_listing_skips_expired_without_losing_live_jobs(
+    redis: Redis, store: JobStore
+) -> None:
+    job_ids = [new_id() for _ in range(300)]
+    for start in range(0, len(job_ids), 50):
+        await asyncio.gather(*(store.create(job_id, {}) for job_id in job_ids[start : start + 50]))
+    newest_first = [view.job_id for view in (await store.list_jobs(limit=300)).jobs]
+    expired = newest_first[100:150]
+    for job_id in expired:
+        await redis.delete(keys.events_key(job_id), keys.state_key(job_id))
+
+    page = await store.list_jobs(limit=1000)
+
+    assert page.next_cursor is None
+    assert [view.job_id for view in page.jobs] == [
+        job_id for job_id in newest_first if job_id not in expired
+    ]
+
+
+async def test_list_rejects_non_ascii_digit_cursor(store: JobStore) -> None:
+    with pytest.raises(InvalidCursor):
+        await store.list_jobs(cursor="\u00b2:x")
