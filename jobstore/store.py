@@ -275,35 +275,51 @@ class JobStore:
         outcome = await self._guard(self._append(job_id, EventType.FAILED, build, lease_id=""))
         self._raise_rejection(job_id, outcome)
 
-    async def rerun(self, job_id: str) -> JobView:
+    async def rerun(self, job_id: str) -> tuple[JobView, bool]:
         """Queue a new job with the parameters of a finished one, and link the two.
 
-        The new job's created event names the old job (`rerun_of`) and the
-        old job gets a `rerun_requested` event naming the new one. The new
-        id derives from the old job's version, so two identical requests
-        racing each other create one job. Raises JobNotFound, or
+        Returns the new job's view and whether this call created it. The new
+        job's created event names the old job (`rerun_of`), and the old job
+        gets one `rerun_requested` event naming the new one. A job finishes
+        only once, so its re-run id derives from its own id: repeating the
+        request, even concurrently, returns the same new job. To run it
+        again after that, re-run the new job. Raises JobNotFound, or
         JobNotFinished while the job is queued or running.
         """
-        snapshot = await self._guard(self._read_snapshot(job_id))
-        if snapshot.view is None:
+        view = await self.get(job_id)
+        if view is None:
             raise JobNotFound(job_id)
-        if not snapshot.view.status.is_terminal:
-            raise JobNotFinished(job_id, snapshot.view.status)
+        if not view.status.is_terminal:
+            raise JobNotFinished(job_id, view.status)
         params = await self.params(job_id) or {}
-        new_id = str(uuid.uuid5(RERUN_NAMESPACE, f"{job_id}:{snapshot.version}"))
+        new_id = str(uuid.uuid5(RERUN_NAMESPACE, job_id))
 
-        view, _ = await self.create(new_id, params, rerun_of=job_id)
+        new_view, created = await self.create(new_id, params, rerun_of=job_id)
+        if created or not await self._links_to(job_id, new_id):
+            await self._link_rerun(job_id, new_id)
+        return new_view, created
 
+    async def _links_to(self, job_id: str, new_id: str) -> bool:
+        events = await self._guard(self._redis.xrevrange(keys.events_key(job_id), count=1))
+        if not events:
+            return False
+        last = JobEvent.from_fields(_text(events[0][0]), _decode(events[0][1]))
+        return last.type is EventType.RERUN_REQUESTED and last.data.get("rerun_job_id") == new_id
+
+    async def _link_rerun(self, job_id: str, new_id: str) -> None:
         def build(old: JobView) -> JobEvent:
             return JobEvent(
                 EventType.RERUN_REQUESTED, utc_now(), old.attempts, {"rerun_job_id": new_id}
             )
 
+        # Two requests racing past _links_to send the same key, and the
+        # second is then recognised as a repeat of the first.
         outcome = await self._guard(
-            self._append(job_id, EventType.RERUN_REQUESTED, build, lease_id="")
+            self._append(
+                job_id, EventType.RERUN_REQUESTED, build, lease_id="", event_key=f"rerun:{new_id}"
+            )
         )
         self._raise_rejection(job_id, outcome)
-        return view
 
     async def _append_under_lease(
         self,
@@ -328,13 +344,16 @@ class JobStore:
         build: Callable[[JobView], JobEvent],
         *,
         lease_id: str,
+        event_key: str | None = None,
     ) -> Any:
         """Append the event that `build` returns for the current view.
 
-        Returns "ok" or the script's rejection as a tuple (reason, status,
-        lease_left_ms); "exists" for a second create.
+        `event_key` makes the append idempotent: the script skips an event
+        whose key equals the last stored event's. Returns "ok" or the
+        script's rejection as a tuple (reason, status, lease_left_ms);
+        "exists" for a second create.
         """
-        event_key = uuid.uuid4().hex
+        event_key = event_key or uuid.uuid4().hex
         for _ in range(MAX_CONFLICT_RETRIES):
             snapshot = await self._read_snapshot(job_id)
             if snapshot.view is None and event_type is not EventType.CREATED:

@@ -93,7 +93,7 @@ async def rerun_job(request: Request) -> Response:
     if len(job_id) > MAX_JOB_ID_LENGTH:
         return job_not_found(job_id)
     try:
-        view = await services.store.rerun(job_id)
+        view, created = await services.store.rerun(job_id)
     except JobNotFound:
         return job_not_found(job_id)
     except JobNotFinished as exc:
@@ -113,7 +113,7 @@ async def rerun_job(request: Request) -> Response:
     logger.info("job re-run", extra={"job_id": view.job_id, "rerun_of": job_id})
     return JSONResponse(
         {"rerun_of": job_id, "job": view.to_json()},
-        status_code=202,
+        status_code=202 if created else 200,
         headers={"Location": f"/api/v1/ingest/jobs/{view.job_id}"},
     )
 

@@ -57,13 +57,14 @@ async def test_run_exits_1_on_failed_job(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    env = {**base_env(redis_server.url, tmp_path), "MARKET_DATA_DIR": str(tmp_path / "missing")}
+    (tmp_path / "empty").mkdir()
+    env = {**base_env(redis_server.url, tmp_path), "MARKET_DATA_DIR": str(tmp_path / "empty")}
     async with serve(env) as running:
         code, out, err = await run_cli(running, capsys, "run", "--tickers", "7203.T")
 
     assert code == 1, err
     assert "failed" in out.splitlines()[-1]
-    assert "MARKET_DATA_DIR" in out
+    assert "no data found for 7203.T" in out
 
 
 async def test_show_prints_job_json(

@@ -132,7 +132,9 @@ async def test_rerun_links_old_and_new_job(store: JobStore) -> None:
     await finish(store, job_id, JobStatus.FAILED)
     failed_view = await store.get(job_id)
 
-    new_view = await store.rerun(job_id)
+    new_view, created = await store.rerun(job_id)
+
+    assert created
 
     assert new_view.status is JobStatus.QUEUED
     assert new_view.job_id != job_id
@@ -165,10 +167,25 @@ async def test_concurrent_reruns_create_one_job(store: JobStore) -> None:
     await store.create(job_id, {})
     await finish(store, job_id, JobStatus.FAILED)
 
-    views = await asyncio.gather(store.rerun(job_id), store.rerun(job_id), return_exceptions=True)
+    results = await asyncio.gather(*(store.rerun(job_id) for _ in range(5)))
 
-    new_ids = {view.job_id for view in views if not isinstance(view, Exception)}
-    assert len(new_ids) == 1
+    assert len({view.job_id for view, _ in results}) == 1
+    assert [created for _, created in results].count(True) == 1
+    links = [e for e in await store.events(job_id) if e.type is EventType.RERUN_REQUESTED]
+    assert len(links) == 1
+
+
+async def test_rerun_again_returns_same_job(store: JobStore) -> None:
+    job_id = new_id()
+    await store.create(job_id, {})
+    await finish(store, job_id, JobStatus.FAILED)
+
+    first, first_created = await store.rerun(job_id)
+    second, second_created = await store.rerun(job_id)
+
+    assert first_created
+    assert not second_created
+    assert second.job_id == first.job_id
 
 
 async def test_finished_jobs_expire_by_status(redis: Redis) -> None:
