@@ -51,6 +51,19 @@ def error_response(
     return JSONResponse(body, status_code=status_code, headers=headers)
 
 
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """Return the request body; raise a 413 ApiError once it exceeds `max_bytes`."""
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
+        raise ApiError(413, f"request body is {declared} bytes: expected at most {max_bytes}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise ApiError(413, f"request body is over {max_bytes} bytes")
+    return bytes(body)
+
+
 async def handle_api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     return error_response(exc.status_code, exc.message, field=exc.field, headers=exc.headers)

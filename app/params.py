@@ -15,7 +15,8 @@ from jobstore.events import JobStatus
 # IDs of a job's own stream are `0-<version>`, versions counting from 1.
 JOB_EVENT_ID_PATTERN = re.compile(r"^0-([0-9]{1,18})$")
 # IDs of the global stream are `<ms since the epoch>-<sequence>`, as Redis assigns them.
-GLOBAL_EVENT_ID_PATTERN = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
+# Both parts are unsigned 64-bit in Redis; 15 and 18 digits stay well inside that.
+GLOBAL_EVENT_ID_PATTERN = re.compile(r"^[0-9]{1,15}-[0-9]{1,18}$")
 LIMIT_PATTERN = re.compile(r"^[0-9]{1,9}$")
 DATE_PATTERN = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 

@@ -78,6 +78,7 @@ class Settings:
                 "INGEST_API_TOKEN is missing: set it to the secret n8n sends in X-Ingest-Token"
             )
         state_dir = Path(env.get("KABOOM_STATE_DIR", str(DEFAULT_STATE_DIR)))
+        use_cloud_tasks = _bool(env, "USE_CLOUD_TASKS", default=False)
         influx_url = env.get("INFLUX_URL") or None
         if influx_url is not None:
             for name in ("INFLUX_TOKEN", "INFLUX_ORG", "INFLUX_BUCKET"):
@@ -94,8 +95,8 @@ class Settings:
             influx_org=env.get("INFLUX_ORG", ""),
             influx_bucket=env.get("INFLUX_BUCKET", ""),
             points_file=Path(env.get("POINTS_FILE") or state_dir / "points.lp"),
-            use_cloud_tasks=_bool(env, "USE_CLOUD_TASKS", default=False),
-            internal_auth_disabled=_internal_auth_disabled(env),
+            use_cloud_tasks=use_cloud_tasks,
+            internal_auth_disabled=_internal_auth_disabled(env, use_cloud_tasks),
             lease_s=_int(env, "LEASE_S", default=60, low=5, high=3600),
             task_max_attempts=_int(env, "TASK_MAX_ATTEMPTS", default=5, low=1, high=100),
             retry_after_s=_int(env, "RETRY_AFTER_S", default=30, low=1, high=3600),
@@ -201,10 +202,15 @@ def _int(env: Mapping[str, str], name: str, *, default: int, low: int, high: int
     return value
 
 
-def _internal_auth_disabled(env: Mapping[str, str]) -> bool:
+def _internal_auth_disabled(env: Mapping[str, str], use_cloud_tasks: bool) -> bool:
     raw = env.get("INTERNAL_AUTH", "")
     if raw in ("", "enabled"):
         return False
+    if raw == "disabled" and use_cloud_tasks:
+        raise SettingsError(
+            "INTERNAL_AUTH=disabled is refused with USE_CLOUD_TASKS=true: the worker "
+            "endpoint would run jobs for any caller; the OIDC check needs TASKS_SERVICE_ACCOUNT"
+        )
     if raw == "disabled":
         return True
     raise SettingsError(

@@ -72,7 +72,7 @@ def _time(job_id: str, name: str, raw: str) -> datetime:
 def _progress(raw: str | None) -> int:
     try:
         return max(0, min(100, int(float(raw)))) if raw else 0
-    except ValueError:
+    except (ValueError, OverflowError):
         return 0
 
 

@@ -18,6 +18,7 @@ from datetime import datetime
 from importlib import resources
 from typing import Any, TypeVar
 
+from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from jobstore import keys, projection
@@ -156,8 +157,17 @@ class JobStore:
         return view_from_legacy(job_id, record) if record else None
 
     async def get_legacy_record(self, job_id: str) -> dict[str, str]:
-        """Return the fields of the old `job:<id>` hash as stored; empty when there is none."""
-        record = await self._guard(self._redis.hgetall(keys.legacy_job_key(job_id)))
+        """Return the fields of the old `job:<id>` hash as stored; empty when there is none.
+
+        A `job:<id>` key of another type is not a job record, so it counts as none.
+        """
+        try:
+            record = await self._guard(self._redis.hgetall(keys.legacy_job_key(job_id)))
+        except redis_errors.ResponseError as exc:
+            if not str(exc).startswith("WRONGTYPE"):
+                raise
+            logger.warning("legacy job key is not a hash", extra={"job_id": job_id})
+            return {}
         return _decode(record)
 
     async def list_jobs(

@@ -7,7 +7,7 @@ import json
 import logging
 import re
 import uuid
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from starlette.requests import Request
@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from app.auth import require_ingest_token
 from app.dispatch.base import DispatchError, TaskPayload
-from app.errors import ApiError, error_response
+from app.errors import ApiError, error_response, read_body
 from app.params import parse_job_event_id
 from app.services import services_of
 from ingestion.markets import normalize_ticker
@@ -36,6 +36,9 @@ logger = logging.getLogger(__name__)
 
 MAX_TICKERS = 1000
 MAX_TICKER_LENGTH = 32
+EARLIEST_DATE = date(1970, 1, 1)
+# Largest request body read: 1000 tickers fit in a few kilobytes.
+MAX_BODY_BYTES = 64 * 1024
 IDEMPOTENCY_KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
 # Fixed namespace for job ids derived from an Idempotency-Key.
 IDEMPOTENT_JOB_NAMESPACE = uuid.UUID("5f0c8a63-3f47-4a55-9a53-6f1f2d0e8b41")
@@ -45,7 +48,7 @@ MAX_JOB_ID_LENGTH = 200
 async def run_daily(request: Request) -> Response:
     services = services_of(request)
     require_ingest_token(request, services.settings.ingest_api_token)
-    params = parse_run_daily_body(await request.body())
+    params = parse_run_daily_body(await read_body(request, MAX_BODY_BYTES))
     key = request.headers.get("Idempotency-Key")
     job_id = _job_id_for(key)
     fingerprint = _fingerprint(params) if key is not None else None
@@ -181,7 +184,8 @@ def parse_run_daily_body(body: bytes) -> dict[str, Any]:
         return {"date": None, "tickers": None}
     try:
         doc = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers bad JSON, bad UTF-8 and integers too long to convert.
         raise ApiError(400, f"request body is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise ApiError(400, "request body must be a JSON object")
@@ -195,14 +199,22 @@ def _parse_date(value: Any) -> str | None:
     if value is None:
         return None
     expected = "expected a trading day as YYYY-MM-DD"
-    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
         raise ApiError(422, f"date {value!r} is invalid: {expected}", field="date")
     try:
-        date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise ApiError(
             422, f"date {value!r} is not a calendar date: {expected}", field="date"
         ) from None
+    # A day ahead of UTC covers "today" in Tokyo; later days have no bars yet.
+    latest = datetime.now(UTC).date() + timedelta(days=1)
+    if not EARLIEST_DATE <= day <= latest:
+        raise ApiError(
+            422,
+            f"date {value} is out of range: expected {EARLIEST_DATE} to {latest}",
+            field="date",
+        )
     return value
 
 

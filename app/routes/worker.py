@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -22,7 +23,7 @@ from starlette.routing import Route
 
 from app.auth import require_worker_caller
 from app.dispatch.base import WORKER_PATH
-from app.errors import error_response
+from app.errors import ApiError, error_response, read_body
 from app.runner import Outcome, run_job
 from app.services import services_of
 from jobstore.errors import JobFinished, LeaseHeld
@@ -30,6 +31,9 @@ from jobstore.errors import JobFinished, LeaseHeld
 logger = logging.getLogger(__name__)
 
 DELIVERY_HEADER_PREFIX = "x-cloudtasks-"
+RETRY_COUNT_PATTERN = re.compile(r"[0-9]{1,9}")
+# Cloud Tasks bodies are at most 100 KB; a larger payload cannot be ours.
+MAX_PAYLOAD_BYTES = 100 * 1024
 
 
 class InvalidPayload(ValueError):
@@ -48,7 +52,7 @@ class Delivery:
     @property
     def retry_count(self) -> int | None:
         value = self.headers.get("X-CloudTasks-TaskRetryCount", "")
-        return int(value) if value.isdigit() else None
+        return int(value) if RETRY_COUNT_PATTERN.fullmatch(value) else None
 
 
 async def run_daily_worker(request: Request) -> Response:
@@ -61,7 +65,9 @@ async def run_daily_worker(request: Request) -> Response:
     )
     delivery = _delivery_of(request)
     try:
-        job_id = parse_worker_payload(await request.body())
+        job_id = parse_worker_payload(await read_body(request, MAX_PAYLOAD_BYTES))
+    except ApiError as exc:
+        return await _reject_payload(request, InvalidPayload(exc.message), delivery)
     except InvalidPayload as exc:
         return await _reject_payload(request, exc, delivery)
 
@@ -95,7 +101,7 @@ def parse_worker_payload(body: bytes) -> str:
     """Return the job id of a delivery body; raise InvalidPayload when it has none."""
     try:
         doc = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
         raise InvalidPayload(f"payload is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise InvalidPayload("payload must be a JSON object with job_id")

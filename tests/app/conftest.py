@@ -58,7 +58,15 @@ async def serve(env: Mapping[str, str], port: int | None = None) -> AsyncIterato
     app = create_app(Settings.from_env(env))
     port = port or free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            # A connection left open by a failed test must not stall the shutdown.
+            timeout_graceful_shutdown=5,
+        )
     )
     task = asyncio.create_task(server.serve())
     while not server.started:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
 from tests.app.conftest import RunningApp, base_env, serve
 from tests.servers import RedisServer
@@ -197,3 +198,35 @@ async def test_healthz_reports_redis(own_redis_server: RedisServer, tmp_path: Pa
     assert healthy.json() == {"status": "ok", "redis": "ok"}
     assert unhealthy.status_code == 503
     assert "Redis" in unhealthy.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status_code"),
+    [
+        (b"[" * 200_000 + b"]" * 200_000, 413),
+        (b'{"date": ' + b"[" * 30_000 + b"]" * 30_000 + b"}", 400),
+        (b'{"date": ' + b"9" * 5000 + b"}", 400),
+        (b'{"tickers": ["7203.T"], "pad": "' + b"x" * 70_000 + b'"}', 413),
+    ],
+)
+async def test_hostile_body_is_4xx(running_app: RunningApp, body: bytes, status_code: int) -> None:
+    response = await running_app.client.post("/api/v1/ingest/run-daily", content=body)
+
+    assert response.status_code == status_code
+    assert response.json()["error"]
+
+
+@pytest.mark.parametrize("value", ["1969-12-31", "2999-01-01", "\u0662\u0660\u0662\u0664-01-01"])
+async def test_date_out_of_range_is_422(running_app: RunningApp, value: str) -> None:
+    response = await running_app.client.post("/api/v1/ingest/run-daily", json={"date": value})
+
+    assert response.status_code == 422
+    assert response.json()["field"] == "date"
+
+
+async def test_legacy_key_of_other_type_is_404(running_app: RunningApp, redis: Redis) -> None:
+    await redis.set("job:not-a-hash", "celery result")
+
+    response = await running_app.client.get("/api/v1/ingest/jobs/not-a-hash")
+
+    assert response.status_code == 404

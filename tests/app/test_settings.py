@@ -73,3 +73,10 @@ def test_invalid_setting_names_variable(env: dict[str, str], variable: str) -> N
         Settings.from_env(env)
 
     assert str(caught.value).startswith(variable)
+
+
+def test_internal_auth_disabled_refused_with_cloud_tasks() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({**CLOUD, "INTERNAL_AUTH": "disabled"})
+
+    assert str(caught.value).startswith("INTERNAL_AUTH")

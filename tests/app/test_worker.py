@@ -213,3 +213,29 @@ async def test_job_with_some_tickers_found_completes(running_app: RunningApp) ->
     assert job["status"] == "completed"
     assert job["result"]["tickers_done"] == ["7203.T"]
     assert job["result"]["tickers_not_found"] == ["AAPL"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"job_id": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
+        b'{"job_id": ' + b"9" * 5000 + b"}",
+        b'{"job_id": "x", "pad": "' + b"x" * 200_000 + b'"}',
+    ],
+)
+async def test_hostile_payload_is_rejected_with_2xx(worker_app: RunningApp, body: bytes) -> None:
+    response = await worker_app.client.post(WORKER_PATH, content=body)
+
+    assert response.status_code == 200
+    assert response.json()["outcome"] == "rejected"
+
+
+async def test_odd_retry_header_counts_from_store(worker_app: RunningApp, redis: Redis) -> None:
+    job_id = await create_job(redis, {"date": None, "tickers": ["7203.T"]})
+
+    response = await worker_app.client.post(
+        WORKER_PATH, json={"job_id": job_id}, headers={"X-CloudTasks-TaskRetryCount": b"\xb2"}
+    )
+
+    assert response.status_code == 200
+    assert response.json()["outcome"] == "completed"
