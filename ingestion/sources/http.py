@@ -9,7 +9,6 @@ the ticker is reported as not found.
 
 from __future__ import annotations
 
-import csv
 import logging
 import time
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from ingestion.bars import Bar
 from ingestion.config import HttpSourceConfig
 from ingestion.errors import SourceFileError, TransientIngestionError
 from ingestion.markets import Listing, stooq_symbol
-from ingestion.sources.parsing import ColumnMap, bar_from_row
+from ingestion.sources.parsing import ColumnMap, bar_from_row, split_csv_line
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +113,6 @@ class HttpSource:
             raise LookupError(url)
         if header.lstrip().startswith("<"):
             raise SourceFileError(f"{url}: response is HTML, not CSV quotes")
-        columns = ColumnMap.from_header(next(csv.reader([header])), url)
+        columns = ColumnMap.from_header(split_csv_line(header, url), url)
         for line in lines:
-            yield bar_from_row(next(csv.reader([line])), columns)
+            yield bar_from_row(split_csv_line(line, url), columns)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import datetime
 import math
 from collections.abc import Sequence
@@ -55,6 +56,18 @@ class ColumnMap:
             )
         required = {name: positions[name] for name in REQUIRED_FIELDS}
         return cls(adj_close=positions.get("adj_close"), **required)
+
+
+def split_csv_line(text: str, source: str) -> list[str]:
+    """Split one line of CSV text into cells.
+
+    Raises SourceFileError when the csv module rejects the line, for example a cell
+    above csv.field_size_limit() (128 KiB by default) or a bare carriage return.
+    """
+    try:
+        return next(csv.reader([text]), [])
+    except csv.Error as exc:
+        raise SourceFileError(f"{source}: invalid CSV: {exc}") from exc
 
 
 def parse_day(text: str) -> datetime.date | None:

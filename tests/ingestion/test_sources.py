@@ -111,3 +111,60 @@ def test_unreadable_files_reported(file_config: IngestionConfig) -> None:
     assert result["tickers_done"] == ["4444.T"]
     failed = next(item for item in result["tickers"] if item["ticker"] == "3333.T")
     assert "invalid utf-8 byte sequence" in failed["error"]
+
+
+PLAIN_HEADER = "Date,Open,High,Low,Close,Volume\n"
+GOOD_ROW = "2024-01-04,10,11,9,10.5,100\n"
+
+
+def test_cr_line_endings_reported(tmp_path: Path, file_config: IngestionConfig) -> None:
+    (tmp_path / "AAPL.csv").write_bytes(
+        b"Date,Open,High,Low,Close,Volume\r2024-01-04,10,11,9,10.5,100\r"
+    )
+    (tmp_path / "MSFT.csv").write_text(PLAIN_HEADER + GOOD_ROW)
+
+    result = run_on(tmp_path, file_config, ("MSFT",))
+
+    errors = {item["source"]: item["error"] for item in result["source_errors"]}
+    assert list(errors) == ["AAPL.csv"]
+    assert "line endings" in errors["AAPL.csv"]
+    assert result["tickers_done"] == ["MSFT"]
+    assert result["bars_written"] == 1
+
+
+def test_huge_header_cell_reported(tmp_path: Path, file_config: IngestionConfig) -> None:
+    (tmp_path / "AAPL.csv").write_text("Date," + "x" * 200_000 + ",Open\n" + GOOD_ROW)
+    (tmp_path / "MSFT.csv").write_text(PLAIN_HEADER + GOOD_ROW)
+
+    result = run_on(tmp_path, file_config)
+
+    errors = {item["source"]: item["error"] for item in result["source_errors"]}
+    assert list(errors) == ["AAPL.csv"]
+    assert "invalid CSV" in errors["AAPL.csv"]
+    assert result["tickers_done"] == ["MSFT"]
+
+
+def test_huge_data_cell_fails_ticker(tmp_path: Path, file_config: IngestionConfig) -> None:
+    huge_row = "2024-01-05,10,11,9," + "1" * 200_000 + ",100\n"
+    (tmp_path / "AAPL.csv").write_text(PLAIN_HEADER + GOOD_ROW + huge_row)
+    (tmp_path / "MSFT.csv").write_text(PLAIN_HEADER + GOOD_ROW)
+
+    result = run_on(tmp_path, file_config)
+
+    assert result["source_errors"] == []
+    assert result["tickers_failed"] == ["AAPL"]
+    assert result["tickers_done"] == ["MSFT"]
+    failed = next(item for item in result["tickers"] if item["ticker"] == "AAPL")
+    assert "invalid CSV" in failed["error"]
+
+
+def test_header_without_line_break_reported(tmp_path: Path, file_config: IngestionConfig) -> None:
+    (tmp_path / "AAPL.csv").write_bytes(b"x" * (2 * 1024 * 1024))
+    (tmp_path / "MSFT.csv").write_text(PLAIN_HEADER + GOOD_ROW)
+
+    result = run_on(tmp_path, file_config)
+
+    errors = {item["source"]: item["error"] for item in result["source_errors"]}
+    assert list(errors) == ["AAPL.csv"]
+    assert "header line is longer than" in errors["AAPL.csv"]
+    assert result["tickers_done"] == ["MSFT"]
