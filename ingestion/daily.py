@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from ingestion.calendars import TradingCalendars
 from ingestion.config import IngestionConfig
-from ingestion.errors import PermanentIngestionError, SourceFileError
+from ingestion.errors import PermanentIngestionError, SourceFileError, TickerNotFoundError
 from ingestion.markets import Listing, normalize_ticker
 from ingestion.points import bar_to_point
 from ingestion.result import (
@@ -221,7 +221,7 @@ def _ingest_ticker(
                 for flag in verdict.flags:
                     sample = BarSample(listing.ticker, bar.date_text, flag, verdict.detail)
                     result.flagged.add(sample)
-    except LookupError:
+    except TickerNotFoundError:
         outcome.status = TickerStatus.NOT_FOUND
     except SourceFileError as exc:
         outcome.status = TickerStatus.FAILED

@@ -189,7 +189,11 @@ def _is_newest_first(stream: BinaryIO, source: CsvFile) -> bool:
     for raw_line in stream:
         if not raw_line.strip():
             continue
-        day = parse_day(_split(raw_line, source.encoding, source.path)[source.columns.date])
+        row = _split(raw_line, source.encoding, source.path)
+        # A row too short to have a date is rejected later as short_row.
+        if len(row) <= source.columns.date:
+            continue
+        day = parse_day(row[source.columns.date])
         if day is not None:
             days.append(day)
         if len(days) == 2:

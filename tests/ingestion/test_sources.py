@@ -168,3 +168,19 @@ def test_header_without_line_break_reported(tmp_path: Path, file_config: Ingesti
     assert list(errors) == ["AAPL.csv"]
     assert "header line is longer than" in errors["AAPL.csv"]
     assert result["tickers_done"] == ["MSFT"]
+
+
+def test_short_row_with_date_last(tmp_path: Path, file_config: IngestionConfig) -> None:
+    (tmp_path / "AAPL.csv").write_text(
+        "Open,High,Low,Close,Volume,Date\n"
+        "1\n"
+        "10,11,9,10.5,100,2024-01-04\n"
+        "10,11,9,10.5,100,2024-01-05\n"
+    )
+
+    result = run_on(tmp_path, file_config)
+
+    assert result["tickers_done"] == ["AAPL"]
+    assert result["tickers_not_found"] == []
+    assert result["bars_written"] == 2
+    assert result["rejected_by_reason"] == {"short_row": 1}
