@@ -8,8 +8,8 @@ Three layouts are recognised from the header:
 - Japanese broker export: 日付,始値,高値,安値,終値,出来高 in UTF-8 (with or without BOM)
   or CP932, dates as YYYY/MM/DD, numbers with thousands separators, newest row first.
 
-Rows are always yielded oldest first: a file whose first data row is newer than its
-second is read backwards from its end, so no layout is held in memory as a whole.
+Rows are always yielded oldest first: a file whose first two distinct dates descend
+is read backwards from its end, so no layout is held in memory as a whole.
 """
 
 from __future__ import annotations
@@ -184,8 +184,13 @@ def _split(raw_line: bytes, encoding: str, path: Path) -> list[str]:
 
 
 def _is_newest_first(stream: BinaryIO, source: CsvFile) -> bool:
+    """Return whether the first two distinct valid dates in the file are descending.
+
+    Distinct, because a file that repeats its newest row would otherwise look
+    oldest first, and all its older rows would be rejected as out of order.
+    """
     stream.seek(source.data_offset)
-    days = []
+    first_day = None
     for raw_line in stream:
         if not raw_line.strip():
             continue
@@ -194,10 +199,12 @@ def _is_newest_first(stream: BinaryIO, source: CsvFile) -> bool:
         if len(row) <= source.columns.date:
             continue
         day = parse_day(row[source.columns.date])
-        if day is not None:
-            days.append(day)
-        if len(days) == 2:
-            return days[0] > days[1]
+        if day is None or day == first_day:
+            continue
+        if first_day is None:
+            first_day = day
+            continue
+        return first_day > day
     return False
 
 

@@ -184,3 +184,18 @@ def test_short_row_with_date_last(tmp_path: Path, file_config: IngestionConfig) 
     assert result["tickers_not_found"] == []
     assert result["bars_written"] == 2
     assert result["rejected_by_reason"] == {"short_row": 1}
+
+
+def test_newest_first_with_duplicate_first_row(
+    tmp_path: Path, file_config: IngestionConfig
+) -> None:
+    rows = [f"2024/01/{day},10,11,9,10.5,100\n" for day in ("10", "10", "09", "08", "05")]
+    (tmp_path / "6758.csv").write_text(PLAIN_HEADER + "".join(rows))
+
+    result = run_on(tmp_path, file_config)
+    points = points_by_day(file_config.points_file, TOKYO)
+
+    assert result["tickers_done"] == ["6758.T"]
+    assert result["bars_written"] == 4
+    assert result["rejected_by_reason"] == {"duplicate_date": 1}
+    assert sorted(points) == [datetime.date(2024, 1, day) for day in (5, 8, 9, 10)]
