@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import datetime
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,6 +26,10 @@ HEADER_ALIASES: dict[str, tuple[str, ...]] = {
 }
 REQUIRED_FIELDS = ("date", "open", "high", "low", "close", "volume")
 _MISSING_MARKERS = frozenset({"", "-", "nan", "null", "none", "n/a", "#n/a"})
+# YYYY-MM-DD or YYYY/MM/DD with ASCII digits and one kind of separator, optionally
+# followed by a time part. date.fromisoformat alone would also accept 20240104 and
+# ISO week dates such as 2024-W02-1 (Python 3.11 and later).
+_DATE = re.compile(r"(?P<year>[0-9]{4})([-/])(?P<month>[0-9]{2})\2(?P<day>[0-9]{2})(?:[T ].*)?")
 
 
 @dataclass(frozen=True)
@@ -71,10 +76,15 @@ def split_csv_line(text: str, source: str) -> list[str]:
 
 
 def parse_day(text: str) -> datetime.date | None:
-    """Parse YYYY-MM-DD or YYYY/MM/DD; a time part after a space or T is ignored."""
-    head = text.strip().replace("T", " ").split(" ", 1)[0].replace("/", "-")
+    """Parse YYYY-MM-DD or YYYY/MM/DD; a time part after a space or T is ignored.
+
+    Returns None for any other form and for dates that do not exist.
+    """
+    match = _DATE.fullmatch(text.strip())
+    if match is None:
+        return None
     try:
-        return datetime.date.fromisoformat(head)
+        return datetime.date(int(match["year"]), int(match["month"]), int(match["day"]))
     except ValueError:
         return None
 

@@ -199,3 +199,32 @@ def test_newest_first_with_duplicate_first_row(
     assert result["bars_written"] == 4
     assert result["rejected_by_reason"] == {"duplicate_date": 1}
     assert sorted(points) == [datetime.date(2024, 1, day) for day in (5, 8, 9, 10)]
+
+
+DATE_FORMS = {
+    "2024-01-04": datetime.date(2024, 1, 4),
+    "2024/01/05": datetime.date(2024, 1, 5),
+    "2024-01-09T00:00:00": datetime.date(2024, 1, 9),
+    "2024-01-10 00:00:00+09:00": datetime.date(2024, 1, 10),
+    "20240111": None,
+    "2024-W02-5": None,
+    "2024-012": None,
+    "2024-1-15": None,
+    "2024-01/16": None,
+    "2024.01.17": None,
+    "２０２４-01-18": None,
+    "2024-02-30": None,
+}
+
+
+def test_date_forms_accepted_or_rejected(tmp_path: Path) -> None:
+    rows = "".join(f"{text},10,11,9,10.5,100\n" for text in DATE_FORMS)
+    (tmp_path / "AAPL.csv").write_text(PLAIN_HEADER + rows, encoding="utf-8")
+
+    bars = list(read_bars(probe(tmp_path / "AAPL.csv")))
+
+    assert [bar.date_text for bar in bars] == list(DATE_FORMS)
+    for bar in bars:
+        expected = DATE_FORMS[bar.date_text]
+        assert bar.day == expected, bar.date_text
+        assert bar.problem == (None if expected else "invalid_date"), bar.date_text
