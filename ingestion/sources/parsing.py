@@ -62,6 +62,13 @@ class ColumnMap:
         required = {name: positions[name] for name in REQUIRED_FIELDS}
         return cls(adj_close=positions.get("adj_close"), **required)
 
+    def last_index(self) -> int:
+        """Return the highest column index a data row must have."""
+        indexes = [self.date, self.open, self.high, self.low, self.close, self.volume]
+        if self.adj_close is not None:
+            indexes.append(self.adj_close)
+        return max(indexes)
+
 
 def split_csv_line(text: str, source: str) -> list[str]:
     """Split one line of CSV text into cells.
@@ -116,10 +123,11 @@ def parse_volume(text: str) -> int | None:
 
 
 def bar_from_row(row: Sequence[str], columns: ColumnMap) -> Bar:
-    """Build a Bar from one data row; bad cells become None and set `problem`."""
-    if len(row) <= max(
-        columns.date, columns.open, columns.high, columns.low, columns.close, columns.volume
-    ):
+    """Build a Bar from one data row; bad cells become None and set `problem`.
+
+    When the header has an adjusted close, it is required like the other prices.
+    """
+    if len(row) <= columns.last_index():
         return Bar(",".join(row)[:32], None, None, None, None, None, None, problem="short_row")
     date_text = row[columns.date].strip()
     day = parse_day(date_text)
@@ -127,11 +135,12 @@ def bar_from_row(row: Sequence[str], columns: ColumnMap) -> Bar:
     prices = [parse_price(text) for text in values]
     volume = parse_volume(row[columns.volume])
     adj_close = None
-    if columns.adj_close is not None and columns.adj_close < len(row):
+    if columns.adj_close is not None:
         adj_close = parse_price(row[columns.adj_close])
+        prices.append(adj_close)
     problem = None
     if day is None:
         problem = "invalid_date"
     elif any(price is None for price in prices) or volume is None:
         problem = "missing_value"
-    return Bar(date_text, day, *prices, volume=volume, adj_close=adj_close, problem=problem)
+    return Bar(date_text, day, *prices[:4], volume=volume, adj_close=adj_close, problem=problem)
