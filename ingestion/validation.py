@@ -45,10 +45,14 @@ class Verdict:
 
 @dataclass
 class BarValidator:
-    """Checks the bars of one ticker in date order; create one per ticker and run."""
+    """Checks the bars of one ticker in date order; create one per ticker and run.
+
+    `latest_day` is the market's current date: a bar dated later cannot have traded.
+    """
 
     market: Market
     calendars: TradingCalendars
+    latest_day: datetime.date
     _last_day_written: datetime.date | None = None
     _last_close: float | None = None
     _traded_values: deque[float] = field(default_factory=lambda: deque(maxlen=TRADED_VALUE_WINDOW))
@@ -82,6 +86,7 @@ class BarValidator:
             return Verdict(
                 rejected="price_out_of_range", detail=f"price {max(prices)} above {MAX_PRICE:g}"
             )
+
         if bar.volume < 0:
             return Verdict(rejected="negative_volume", detail=f"volume {bar.volume}")
         if bar.volume > MAX_VOLUME:
@@ -89,6 +94,7 @@ class BarValidator:
                 rejected="volume_out_of_range",
                 detail=f"volume {bar.volume} above the int64 maximum {MAX_VOLUME}",
             )
+
         if bar.high < bar.low:
             return Verdict(rejected="high_below_low", detail=f"high {bar.high} < low {bar.low}")
         if not bar.low <= bar.open <= bar.high:
@@ -104,6 +110,12 @@ class BarValidator:
         return None
 
     def _check_order(self, bar: Bar) -> Verdict | None:
+        if bar.day is not None and bar.day > self.latest_day:
+            # A written future bar would also move the watermark past every real bar to come.
+            return Verdict(
+                rejected="future_date",
+                detail=f"after {self.latest_day}, today in {self.market.time_zone.key}",
+            )
         last = self._last_day_written
         if last is None or bar.day is None:
             return None

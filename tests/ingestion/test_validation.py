@@ -10,6 +10,7 @@ from ingestion.bars import Bar
 from ingestion.calendars import TradingCalendars
 from ingestion.config import InfluxTarget, IngestionConfig
 from ingestion.daily import DailyParams, run_daily
+from ingestion.markets import TOKYO as TOKYO_MARKET
 from ingestion.markets import US
 from ingestion.validation import BarValidator
 from tests.ingestion.conftest import REPO_ROOT, TEST_DATA_DIR
@@ -130,7 +131,11 @@ def make_bar(day: datetime.date, close: float, volume: int) -> Bar:
 
 
 def validate_series(bars: list[Bar]) -> list[tuple[str, ...]]:
-    validator = BarValidator(US, TradingCalendars(last_day=datetime.date(2024, 12, 31)))
+    validator = BarValidator(
+        US,
+        TradingCalendars(last_day=datetime.date(2024, 12, 31)),
+        latest_day=datetime.date(2024, 12, 31),
+    )
     return [validator.check(bar).flags for bar in bars]
 
 
@@ -219,3 +224,16 @@ def test_value_ranges_read_back(
     assert len(stored[("AAPL", "close")]) == 2
     assert len(stored[("AAPL", "volume")]) == 2
     assert min(stored[("AAPL", "adj_close")].values()) == 8.5
+
+
+def test_bar_after_latest_day_rejected() -> None:
+    latest_day = datetime.date(2024, 1, 5)
+    calendars = TradingCalendars(last_day=latest_day)
+    validator = BarValidator(TOKYO_MARKET, calendars, latest_day=latest_day)
+
+    today = validator.check(make_bar(latest_day, 100.0, 1000))
+    tomorrow = validator.check(make_bar(datetime.date(2024, 1, 6), 100.0, 1000))
+
+    assert today.rejected is None
+    assert tomorrow.rejected == "future_date"
+    assert "2024-01-05" in tomorrow.detail
