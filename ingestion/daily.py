@@ -10,8 +10,17 @@ from dataclasses import dataclass
 
 from ingestion.calendars import TradingCalendars
 from ingestion.config import IngestionConfig
-from ingestion.errors import PermanentIngestionError, SourceFileError, TickerNotFoundError
-from ingestion.markets import Listing, latest_bar_timestamp, latest_market_day, normalize_ticker
+from ingestion.errors import (
+    PermanentIngestionError,
+    SourceFileError,
+    TickerNotFoundError,
+)
+from ingestion.markets import (
+    Listing,
+    latest_bar_timestamp,
+    latest_market_day,
+    normalize_ticker,
+)
 from ingestion.points import bar_to_point
 from ingestion.result import (
     BarSample,
@@ -107,7 +116,8 @@ def _ingest_listings(
     logger.info("daily run started", extra={"tickers": len(listings), "target": writer.description})
     try:
         for index, listing in enumerate(listings, start=1):
-            validator = BarValidator(listing.market, calendars, listing.market.today(now))
+            market_today = listing.market.today(now)
+            validator = BarValidator(listing.market, calendars, market_today)
             outcome = _ingest_ticker(
                 listing, params, config, source, writer, watermark, validator, result
             )

@@ -119,7 +119,10 @@ class Watermark:
         return self.last_days.get(ticker)
 
     def advance(self, ticker: str, day: datetime.date) -> None:
-        """Move the ticker's day forward to `day`; raise ValueError if it is after latest_day."""
+        """Move the ticker's day forward to `day`.
+
+        Raises ValueError if `day` is after latest_day.
+        """
         if day > self.latest_day:
             raise ValueError(f"watermark day {day} for {ticker} is after {self.latest_day}")
         current = self.last_days.get(ticker)

@@ -41,7 +41,10 @@ class PointWriter(Protocol):
 
 
 def open_writer(config: IngestionConfig, latest_timestamp_s: int) -> PointWriter:
-    """Open the configured target; the file target drops old lines after latest_timestamp_s."""
+    """Open the configured target.
+
+    The file target drops lines of the previous file stamped after latest_timestamp_s.
+    """
     if config.influx is not None:
         return InfluxWriter(config.influx, config)
     return LineProtocolFileWriter(config.points_file, latest_timestamp_s)

@@ -18,7 +18,11 @@ import httpx
 
 from ingestion.bars import Bar
 from ingestion.config import HttpSourceConfig
-from ingestion.errors import SourceFileError, TickerNotFoundError, TransientIngestionError
+from ingestion.errors import (
+    SourceFileError,
+    TickerNotFoundError,
+    TransientIngestionError,
+)
 from ingestion.markets import Listing, stooq_symbol
 from ingestion.sources.parsing import ColumnMap, bar_from_row, split_csv_line
 

@@ -29,7 +29,10 @@ _MISSING_MARKERS = frozenset({"", "-", "nan", "null", "none", "n/a", "#n/a"})
 # YYYY-MM-DD or YYYY/MM/DD with ASCII digits and one kind of separator, optionally
 # followed by a time part. date.fromisoformat alone would also accept 20240104 and
 # ISO week dates such as 2024-W02-1 (Python 3.11 and later).
-_DATE = re.compile(r"(?P<year>[0-9]{4})([-/])(?P<month>[0-9]{2})\2(?P<day>[0-9]{2})(?:[T ].*)?")
+_DATE = re.compile(
+    r"(?P<year>[0-9]{4})(?P<separator>[-/])(?P<month>[0-9]{2})(?P=separator)(?P<day>[0-9]{2})"
+    r"(?:[T ].*)?"
+)
 
 
 @dataclass(frozen=True)
