@@ -26,7 +26,8 @@ HEADER = (
 
 
 def write_yfinance_file(directory: Path, ticker: str, rows: int) -> None:
-    day = datetime.date(1990, 1, 1)
+    # The rows end before today, because bars dated after today are rejected.
+    day = datetime.date(2024, 12, 31) - datetime.timedelta(days=rows)
     with (directory / f"{ticker}.csv").open("w") as stream:
         stream.write(HEADER.format(ticker=ticker))
         for index in range(rows):

@@ -10,8 +10,17 @@ from dataclasses import dataclass
 
 from ingestion.calendars import TradingCalendars
 from ingestion.config import IngestionConfig
-from ingestion.errors import PermanentIngestionError, SourceFileError
-from ingestion.markets import Listing, normalize_ticker
+from ingestion.errors import (
+    PermanentIngestionError,
+    SourceFileError,
+    TickerNotFoundError,
+)
+from ingestion.markets import (
+    Listing,
+    latest_bar_timestamp,
+    latest_market_day,
+    normalize_ticker,
+)
 from ingestion.points import bar_to_point
 from ingestion.result import (
     BarSample,
@@ -91,8 +100,10 @@ def _ingest_listings(
     listings: list[Listing],
     on_progress: ProgressCallback,
 ) -> DailyResult:
-    writer = open_writer(config)
-    watermark = _load_watermark(config, writer)
+    now = datetime.datetime.now(datetime.UTC)
+    latest_day = latest_market_day(now)
+    writer = open_writer(config, int(latest_bar_timestamp(now).timestamp()))
+    watermark = _load_watermark(config, writer, latest_day)
     result = DailyResult(
         trading_day=params.trading_day,
         target=writer.description,
@@ -101,12 +112,14 @@ def _ingest_listings(
         flagged=SampleList(config.max_samples),
         source_errors=dict(source.problems),
     )
-    calendars = TradingCalendars(last_day=_calendar_last_day(params))
+    calendars = TradingCalendars(last_day=_calendar_last_day(params, latest_day))
     logger.info("daily run started", extra={"tickers": len(listings), "target": writer.description})
     try:
         for index, listing in enumerate(listings, start=1):
+            market_today = listing.market.today(now)
+            validator = BarValidator(listing.market, calendars, market_today)
             outcome = _ingest_ticker(
-                listing, params, config, source, writer, watermark, calendars, result
+                listing, params, config, source, writer, watermark, validator, result
             )
             result.tickers.append(outcome)
             if outcome.last_day_written is not None:
@@ -170,18 +183,20 @@ def _select_listings(
     return available
 
 
-def _load_watermark(config: IngestionConfig, writer: PointWriter) -> Watermark:
+def _load_watermark(
+    config: IngestionConfig, writer: PointWriter, latest_day: datetime.date
+) -> Watermark:
     storage = config.watermark_storage or FileStorage(config.resolved_watermark_file())
     if not config.incremental:
-        return Watermark(storage, writer.description, config.measurement)
-    return Watermark.load(storage, writer.description, config.measurement)
+        return Watermark(storage, writer.description, config.measurement, latest_day)
+    return Watermark.load(storage, writer.description, config.measurement, latest_day)
 
 
-def _calendar_last_day(params: DailyParams) -> datetime.date:
-    if params.trading_day is not None:
-        return params.trading_day
-    # A day of margin: a bar dated "today" in Tokyo can be "yesterday" in UTC.
-    return datetime.date.today() + datetime.timedelta(days=1)
+def _calendar_last_day(params: DailyParams, latest_day: datetime.date) -> datetime.date:
+    # Bars after latest_day are rejected before the trading-day check.
+    if params.trading_day is None:
+        return latest_day
+    return min(params.trading_day, latest_day)
 
 
 def _ingest_ticker(
@@ -191,11 +206,10 @@ def _ingest_ticker(
     source: BarSource,
     writer: PointWriter,
     watermark: Watermark,
-    calendars: TradingCalendars,
+    validator: BarValidator,
     result: DailyResult,
 ) -> TickerOutcome:
     outcome = TickerOutcome(listing.ticker, listing.market_code, source.source_name(listing))
-    validator = BarValidator(listing.market, calendars)
     after_day = watermark.get(listing.ticker) if config.incremental else None
     try:
         for bar in source.bars(listing):
@@ -221,7 +235,7 @@ def _ingest_ticker(
                 for flag in verdict.flags:
                     sample = BarSample(listing.ticker, bar.date_text, flag, verdict.detail)
                     result.flagged.add(sample)
-    except LookupError:
+    except TickerNotFoundError:
         outcome.status = TickerStatus.NOT_FOUND
     except SourceFileError as exc:
         outcome.status = TickerStatus.FAILED

@@ -6,7 +6,9 @@
         +-- WriteRejectedError     the write target rejected the request (auth, bucket, data)
 
 Problems confined to one file or one ticker (an unreadable CSV, an HTML page in place of
-quotes) are not raised: run_daily records them in the result and continues.
+quotes) are not raised: run_daily records them in the result and continues. Sources
+signal them with SourceFileError (ticker failed) and TickerNotFoundError (ticker
+not found).
 """
 
 from __future__ import annotations
@@ -30,3 +32,11 @@ class WriteRejectedError(PermanentIngestionError):
 
 class SourceFileError(Exception):
     """One source file or response cannot be read; run_daily records it per ticker."""
+
+
+class TickerNotFoundError(LookupError):
+    """The source has no data for a ticker; run_daily reports the ticker as not found.
+
+    Only this error means "not found". Any other LookupError (an IndexError, a
+    KeyError) from a source is a bug and propagates.
+    """

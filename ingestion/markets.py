@@ -34,6 +34,10 @@ class Market:
     def bar_timestamp(self, day: datetime.date) -> datetime.datetime:
         return datetime.datetime.combine(day, self.session_close, tzinfo=self.time_zone)
 
+    def today(self, now: datetime.datetime) -> datetime.date:
+        """Return the date in the market's time zone at the aware instant `now`."""
+        return now.astimezone(self.time_zone).date()
+
 
 TOKYO = Market(
     code="TSE",
@@ -52,6 +56,20 @@ US = Market(
     calendar_first_day=datetime.date(1980, 1, 1),
 )
 MARKETS = {market.code: market for market in (TOKYO, US)}
+
+
+def latest_market_day(now: datetime.datetime) -> datetime.date:
+    """Return the latest of the markets' current dates at `now`."""
+    return max(market.today(now) for market in MARKETS.values())
+
+
+def latest_bar_timestamp(now: datetime.datetime) -> datetime.datetime:
+    """Return the latest timestamp that a bar dated today in its market can have at `now`.
+
+    With the Tokyo and New York stamps (06:00 and 20:00 or 21:00 UTC), every bar dated
+    after today in its own market is stamped later than this.
+    """
+    return max(market.bar_timestamp(market.today(now)) for market in MARKETS.values())
 
 
 @dataclass(frozen=True, order=True)

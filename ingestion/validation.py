@@ -26,6 +26,12 @@ SPLIT_RATIO_TOLERANCE = 0.05
 SPLIT_MAX_TRADED_VALUE_RATIO = 3.0
 TRADED_VALUE_WINDOW = 20
 TRADED_VALUE_MIN_HISTORY = 5
+# Volume is written as a line-protocol integer field, which is a signed 64-bit integer.
+# A larger value is not valid line protocol, so it must not reach a write batch.
+MAX_VOLUME = 2**63 - 1
+# A plausibility bound, not a storage limit: share prices in yen or dollars on the TSE
+# and US exchanges stay far below it, so a larger value is a data error.
+MAX_PRICE = 1e9
 
 
 @dataclass(frozen=True)
@@ -39,10 +45,14 @@ class Verdict:
 
 @dataclass
 class BarValidator:
-    """Checks the bars of one ticker in date order; create one per ticker and run."""
+    """Checks the bars of one ticker in date order; create one per ticker and run.
+
+    `latest_day` is the market's current date: a bar dated later cannot have traded.
+    """
 
     market: Market
     calendars: TradingCalendars
+    latest_day: datetime.date
     _last_day_written: datetime.date | None = None
     _last_close: float | None = None
     _traded_values: deque[float] = field(default_factory=lambda: deque(maxlen=TRADED_VALUE_WINDOW))
@@ -65,10 +75,26 @@ class BarValidator:
             return Verdict(rejected=bar.problem, detail=f"row {bar.date_text!r}")
         assert bar.open is not None and bar.high is not None and bar.low is not None
         assert bar.close is not None and bar.volume is not None
-        if min(bar.open, bar.high, bar.low, bar.close) <= 0:
-            return Verdict(rejected="non_positive_price")
+        # adj_close is checked like the other prices but not against the day's range,
+        # because dividend adjustment can put it below the low.
+        prices = [bar.open, bar.high, bar.low, bar.close]
+        if bar.adj_close is not None:
+            prices.append(bar.adj_close)
+        if min(prices) <= 0:
+            return Verdict(rejected="non_positive_price", detail=f"price {min(prices)}")
+        if max(prices) > MAX_PRICE:
+            return Verdict(
+                rejected="price_out_of_range", detail=f"price {max(prices)} above {MAX_PRICE:g}"
+            )
+
         if bar.volume < 0:
             return Verdict(rejected="negative_volume", detail=f"volume {bar.volume}")
+        if bar.volume > MAX_VOLUME:
+            return Verdict(
+                rejected="volume_out_of_range",
+                detail=f"volume {bar.volume} above the int64 maximum {MAX_VOLUME}",
+            )
+
         if bar.high < bar.low:
             return Verdict(rejected="high_below_low", detail=f"high {bar.high} < low {bar.low}")
         if not bar.low <= bar.open <= bar.high:
@@ -84,6 +110,12 @@ class BarValidator:
         return None
 
     def _check_order(self, bar: Bar) -> Verdict | None:
+        if bar.day is not None and bar.day > self.latest_day:
+            # A written future bar would also move the watermark past every real bar to come.
+            return Verdict(
+                rejected="future_date",
+                detail=f"after {self.latest_day}, today in {self.market.time_zone.key}",
+            )
         last = self._last_day_written
         if last is None or bar.day is None:
             return None

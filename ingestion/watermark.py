@@ -1,7 +1,9 @@
 """The last day written per ticker, kept between runs in a file or another storage.
 
 The file names the target and measurement it belongs to. If either changed, the
-stored days are ignored, so switching targets never skips bars.
+stored days are ignored, so switching targets never skips bars. A stored day after
+`latest_day` (today in the market furthest ahead) is dropped, because only a bar with
+a future date can have set it, and it would make every later bar of the ticker skipped.
 """
 
 from __future__ import annotations
@@ -85,11 +87,18 @@ class Watermark:
     storage: WatermarkStorage
     target: str
     measurement: str
+    latest_day: datetime.date
     last_days: dict[str, datetime.date] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, storage: WatermarkStorage, target: str, measurement: str) -> Watermark:
-        watermark = cls(storage, target, measurement)
+    def load(
+        cls,
+        storage: WatermarkStorage,
+        target: str,
+        measurement: str,
+        latest_day: datetime.date,
+    ) -> Watermark:
+        watermark = cls(storage, target, measurement, latest_day)
         where = {"storage": storage.description}
         try:
             text = storage.read()
@@ -103,14 +112,19 @@ class Watermark:
         if stored.get("target") != target or stored.get("measurement") != measurement:
             logger.info("watermark belongs to another target, ignored", extra=where)
             return watermark
-        for ticker, day in stored.get("last_days", {}).items():
-            watermark.last_days[ticker] = datetime.date.fromisoformat(day)
+        watermark.last_days.update(watermark._valid_days(stored))
         return watermark
 
     def get(self, ticker: str) -> datetime.date | None:
         return self.last_days.get(ticker)
 
     def advance(self, ticker: str, day: datetime.date) -> None:
+        """Move the ticker's day forward to `day`.
+
+        Raises ValueError if `day` is after latest_day.
+        """
+        if day > self.latest_day:
+            raise ValueError(f"watermark day {day} for {ticker} is after {self.latest_day}")
         current = self.last_days.get(ticker)
         if current is None or day > current:
             self.last_days[ticker] = day
@@ -126,8 +140,7 @@ class Watermark:
         except ValueError:
             stored = {}
         if stored.get("target") == self.target and stored.get("measurement") == self.measurement:
-            for ticker, text in stored.get("last_days", {}).items():
-                day = datetime.date.fromisoformat(text)
+            for ticker, day in self._valid_days(stored).items():
                 if ticker not in merged or day > merged[ticker]:
                     merged[ticker] = day
         document = {
@@ -136,6 +149,19 @@ class Watermark:
             "last_days": {t: d.isoformat() for t, d in sorted(merged.items())},
         }
         return json.dumps(document, indent=1)
+
+    def _valid_days(self, stored: dict) -> dict[str, datetime.date]:
+        days = {}
+        for ticker, text in stored.get("last_days", {}).items():
+            day = datetime.date.fromisoformat(text)
+            if day > self.latest_day:
+                logger.warning(
+                    "watermark day after today dropped, the ticker is read in full",
+                    extra={"ticker": ticker, "day": text, "storage": self.storage.description},
+                )
+                continue
+            days[ticker] = day
+        return days
 
 
 @contextmanager

@@ -40,10 +40,14 @@ class PointWriter(Protocol):
     def abort(self) -> None: ...
 
 
-def open_writer(config: IngestionConfig) -> PointWriter:
+def open_writer(config: IngestionConfig, latest_timestamp_s: int) -> PointWriter:
+    """Open the configured target.
+
+    The file target drops lines of the previous file stamped after latest_timestamp_s.
+    """
     if config.influx is not None:
         return InfluxWriter(config.influx, config)
-    return LineProtocolFileWriter(config.points_file)
+    return LineProtocolFileWriter(config.points_file, latest_timestamp_s)
 
 
 class InfluxWriter:
@@ -140,11 +144,13 @@ class LineProtocolFileWriter:
     this run did not cover: for each series, old lines inside the run's first..last
     timestamp are dropped because the run wrote that range again. A re-run therefore
     yields the same file, an incremental run extends it, and a failed run leaves the
-    previous file untouched.
+    previous file untouched. Old lines stamped after `latest_timestamp_s` are dropped
+    too: they are bars with a future date, which validation now rejects.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, latest_timestamp_s: int) -> None:
         self.path = path
+        self._latest_timestamp_s = latest_timestamp_s
         self.description = f"line-protocol file {path}"
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temp_name = tempfile.mkstemp(
@@ -182,14 +188,23 @@ class LineProtocolFileWriter:
     def _copy_uncovered_lines(self) -> None:
         if not self.path.exists():
             return
+        future_lines = 0
         with self.path.open("r", encoding="utf-8") as previous:
             for line in previous:
                 if not line.strip():
                     continue
                 series_key, timestamp = _split_line(line.rstrip("\n"))
+                if timestamp > self._latest_timestamp_s:
+                    future_lines += 1
+                    continue
                 covered = self._ranges.get(series_key)
                 if covered is None or not covered[0] <= timestamp <= covered[1]:
                     self._stream.write(line if line.endswith("\n") else line + "\n")
+        if future_lines:
+            logger.warning(
+                "points with a future date dropped from the previous file",
+                extra={"path": str(self.path), "lines": future_lines},
+            )
 
 
 def _split_line(line: str) -> tuple[str, int]:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ingestion.bars import Bar
-from ingestion.errors import SourceFileError
+from ingestion.errors import SourceFileError, TickerNotFoundError
 from ingestion.markets import Listing
 from ingestion.sources.csv_files import CsvFile, discover, read_bars
 
@@ -24,7 +24,11 @@ class BarSource(Protocol):
         ...
 
     def bars(self, listing: Listing) -> Iterator[Bar]:
-        """Yield the listing's bars; raise LookupError if the source has none for it."""
+        """Yield the listing's bars.
+
+        Raises TickerNotFoundError if the source has none for it, and SourceFileError
+        if its file or response cannot be read.
+        """
         ...
 
     def source_name(self, listing: Listing) -> str: ...
@@ -53,4 +57,4 @@ class DirectorySource:
         try:
             return self._files[listing.ticker]
         except KeyError:
-            raise LookupError(listing.ticker) from None
+            raise TickerNotFoundError(listing.ticker) from None

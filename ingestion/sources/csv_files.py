@@ -8,13 +8,12 @@ Three layouts are recognised from the header:
 - Japanese broker export: 日付,始値,高値,安値,終値,出来高 in UTF-8 (with or without BOM)
   or CP932, dates as YYYY/MM/DD, numbers with thousands separators, newest row first.
 
-Rows are always yielded oldest first: a file whose first data row is newer than its
-second is read backwards from its end, so no layout is held in memory as a whole.
+Rows are always yielded oldest first: a file whose first two distinct dates descend
+is read backwards from its end, so no layout is held in memory as a whole.
 """
 
 from __future__ import annotations
 
-import csv
 import enum
 import logging
 from collections.abc import Iterator
@@ -25,11 +24,14 @@ from typing import BinaryIO
 from ingestion.bars import Bar
 from ingestion.errors import SourceFileError
 from ingestion.markets import Listing, listing_from_file_stem, normalize_ticker
-from ingestion.sources.parsing import ColumnMap, bar_from_row, parse_day
+from ingestion.sources.parsing import ColumnMap, bar_from_row, parse_day, split_csv_line
 
 logger = logging.getLogger(__name__)
 
 _READ_BLOCK_BYTES = 64 * 1024
+# Discovery reads at most this much of a header line, so a file without LF line breaks
+# (binary data, classic-Mac CR endings) is not read into memory as a whole.
+_MAX_HEADER_LINE_BYTES = 1024 * 1024
 _UTF8_BOM = b"\xef\xbb\xbf"
 
 
@@ -73,12 +75,15 @@ def discover(directory: Path) -> tuple[dict[str, CsvFile], dict[str, str]]:
 
 
 def probe(path: Path) -> CsvFile:
-    """Read the header of `path` and work out layout, encoding, columns and ticker."""
+    """Read the header of `path` and work out layout, encoding, columns and ticker.
+
+    Raises SourceFileError when the file cannot be used.
+    """
     try:
         with path.open("rb") as stream:
-            first = stream.readline()
+            first = _read_header_line(stream, path)
             encoding = _detect_encoding(first, path)
-            header = _split(first, encoding)
+            header = _split(first, encoding, path)
             if header[:1] == ["Price"]:
                 return _probe_yfinance(path, stream, encoding, header)
             columns = ColumnMap.from_header(header, path.name)
@@ -104,6 +109,23 @@ def read_bars(source: CsvFile) -> Iterator[Bar]:
                 yield bar_from_row(_split(raw_line, source.encoding, source.path), source.columns)
     except OSError as exc:
         raise SourceFileError(f"{source.path.name}: read failed: {exc}") from exc
+
+
+def _read_header_line(stream: BinaryIO, path: Path) -> bytes:
+    line = stream.readline(_MAX_HEADER_LINE_BYTES + 1)
+    # Lines are split on LF only, so a CR inside the line means CR-only line endings,
+    # which would turn the whole file into one record.
+    if b"\r" in line.rstrip(b"\r\n"):
+        raise SourceFileError(
+            f"{path.name}: the file has CR (classic Mac) line endings; "
+            "save it with LF or CRLF line endings"
+        )
+    if len(line) > _MAX_HEADER_LINE_BYTES:
+        raise SourceFileError(
+            f"{path.name}: header line is longer than {_MAX_HEADER_LINE_BYTES} bytes; "
+            "expected a CSV file with one row per line"
+        )
+    return line
 
 
 def _probe_yfinance(path: Path, stream: BinaryIO, encoding: str, header: list[str]) -> CsvFile:
@@ -151,28 +173,38 @@ def _detect_encoding(first_line: bytes, path: Path) -> str:
     raise SourceFileError(f"{path.name}: header is not UTF-8 or CP932 (Shift-JIS) text")
 
 
-def _split(raw_line: bytes, encoding: str, path: Path | None = None) -> list[str]:
+def _split(raw_line: bytes, encoding: str, path: Path) -> list[str]:
     try:
         text = raw_line.decode(encoding)
     except UnicodeDecodeError as exc:
-        name = path.name if path is not None else "file"
-        raise SourceFileError(f"{name}: invalid {encoding} byte sequence: {exc}") from exc
+        raise SourceFileError(f"{path.name}: invalid {encoding} byte sequence: {exc}") from exc
     # NOTE: each physical line is one record, so a quoted cell containing a line
     # break is not supported; none of the supported layouts produces one.
-    return next(csv.reader([text.lstrip("\ufeff").rstrip("\r\n")]), [])
+    return split_csv_line(text.lstrip("\ufeff").rstrip("\r\n"), path.name)
 
 
 def _is_newest_first(stream: BinaryIO, source: CsvFile) -> bool:
+    """Return whether the first two distinct valid dates in the file are descending.
+
+    Distinct, because a file that repeats its newest row would otherwise look
+    oldest first, and all its older rows would be rejected as out of order.
+    """
     stream.seek(source.data_offset)
-    days = []
+    first_day = None
     for raw_line in stream:
         if not raw_line.strip():
             continue
-        day = parse_day(_split(raw_line, source.encoding, source.path)[source.columns.date])
-        if day is not None:
-            days.append(day)
-        if len(days) == 2:
-            return days[0] > days[1]
+        row = _split(raw_line, source.encoding, source.path)
+        # A row too short to have a date is rejected later as short_row.
+        if len(row) <= source.columns.date:
+            continue
+        day = parse_day(row[source.columns.date])
+        if day is None or day == first_day:
+            continue
+        if first_day is None:
+            first_day = day
+            continue
+        return first_day > day
     return False
 
 

@@ -9,7 +9,6 @@ the ticker is reported as not found.
 
 from __future__ import annotations
 
-import csv
 import logging
 import time
 from collections.abc import Iterator
@@ -19,9 +18,13 @@ import httpx
 
 from ingestion.bars import Bar
 from ingestion.config import HttpSourceConfig
-from ingestion.errors import SourceFileError, TransientIngestionError
+from ingestion.errors import (
+    SourceFileError,
+    TickerNotFoundError,
+    TransientIngestionError,
+)
 from ingestion.markets import Listing, stooq_symbol
-from ingestion.sources.parsing import ColumnMap, bar_from_row
+from ingestion.sources.parsing import ColumnMap, bar_from_row, split_csv_line
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +95,7 @@ class HttpSource:
     def _check_status(self, response: httpx.Response, url: str, listing: Listing) -> httpx.Response:
         if response.status_code == 404:
             response.close()
-            raise LookupError(listing.ticker)
+            raise TickerNotFoundError(listing.ticker)
         if response.status_code >= 400:
             response.close()
             raise SourceFileError(f"{url}: HTTP {response.status_code}")
@@ -111,9 +114,9 @@ class HttpSource:
         lines = (line for line in response.iter_lines() if line.strip())
         header = next(lines, "")
         if header.strip().lower().startswith(_NO_DATA_BODY):
-            raise LookupError(url)
+            raise TickerNotFoundError(url)
         if header.lstrip().startswith("<"):
             raise SourceFileError(f"{url}: response is HTML, not CSV quotes")
-        columns = ColumnMap.from_header(next(csv.reader([header])), url)
+        columns = ColumnMap.from_header(split_csv_line(header, url), url)
         for line in lines:
-            yield bar_from_row(next(csv.reader([line])), columns)
+            yield bar_from_row(split_csv_line(line, url), columns)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import datetime
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,6 +26,13 @@ HEADER_ALIASES: dict[str, tuple[str, ...]] = {
 }
 REQUIRED_FIELDS = ("date", "open", "high", "low", "close", "volume")
 _MISSING_MARKERS = frozenset({"", "-", "nan", "null", "none", "n/a", "#n/a"})
+# YYYY-MM-DD or YYYY/MM/DD with ASCII digits and one kind of separator, optionally
+# followed by a time part. date.fromisoformat alone would also accept 20240104 and
+# ISO week dates such as 2024-W02-1 (Python 3.11 and later).
+_DATE = re.compile(
+    r"(?P<year>[0-9]{4})(?P<separator>[-/])(?P<month>[0-9]{2})(?P=separator)(?P<day>[0-9]{2})"
+    r"(?:[T ].*)?"
+)
 
 
 @dataclass(frozen=True)
@@ -56,12 +65,36 @@ class ColumnMap:
         required = {name: positions[name] for name in REQUIRED_FIELDS}
         return cls(adj_close=positions.get("adj_close"), **required)
 
+    def last_index(self) -> int:
+        """Return the highest column index a data row must have."""
+        indexes = [self.date, self.open, self.high, self.low, self.close, self.volume]
+        if self.adj_close is not None:
+            indexes.append(self.adj_close)
+        return max(indexes)
+
+
+def split_csv_line(text: str, source: str) -> list[str]:
+    """Split one line of CSV text into cells.
+
+    Raises SourceFileError when the csv module rejects the line, for example a cell
+    above csv.field_size_limit() (128 KiB by default) or a bare carriage return.
+    """
+    try:
+        return next(csv.reader([text]), [])
+    except csv.Error as exc:
+        raise SourceFileError(f"{source}: invalid CSV: {exc}") from exc
+
 
 def parse_day(text: str) -> datetime.date | None:
-    """Parse YYYY-MM-DD or YYYY/MM/DD; a time part after a space or T is ignored."""
-    head = text.strip().replace("T", " ").split(" ", 1)[0].replace("/", "-")
+    """Parse YYYY-MM-DD or YYYY/MM/DD; a time part after a space or T is ignored.
+
+    Returns None for any other form and for dates that do not exist.
+    """
+    match = _DATE.fullmatch(text.strip())
+    if match is None:
+        return None
     try:
-        return datetime.date.fromisoformat(head)
+        return datetime.date(int(match["year"]), int(match["month"]), int(match["day"]))
     except ValueError:
         return None
 
@@ -93,10 +126,11 @@ def parse_volume(text: str) -> int | None:
 
 
 def bar_from_row(row: Sequence[str], columns: ColumnMap) -> Bar:
-    """Build a Bar from one data row; bad cells become None and set `problem`."""
-    if len(row) <= max(
-        columns.date, columns.open, columns.high, columns.low, columns.close, columns.volume
-    ):
+    """Build a Bar from one data row; bad cells become None and set `problem`.
+
+    When the header has an adjusted close, it is required like the other prices.
+    """
+    if len(row) <= columns.last_index():
         return Bar(",".join(row)[:32], None, None, None, None, None, None, problem="short_row")
     date_text = row[columns.date].strip()
     day = parse_day(date_text)
@@ -104,11 +138,12 @@ def bar_from_row(row: Sequence[str], columns: ColumnMap) -> Bar:
     prices = [parse_price(text) for text in values]
     volume = parse_volume(row[columns.volume])
     adj_close = None
-    if columns.adj_close is not None and columns.adj_close < len(row):
+    if columns.adj_close is not None:
         adj_close = parse_price(row[columns.adj_close])
+        prices.append(adj_close)
     problem = None
     if day is None:
         problem = "invalid_date"
     elif any(price is None for price in prices) or volume is None:
         problem = "missing_value"
-    return Bar(date_text, day, *prices, volume=volume, adj_close=adj_close, problem=problem)
+    return Bar(date_text, day, *prices[:4], volume=volume, adj_close=adj_close, problem=problem)

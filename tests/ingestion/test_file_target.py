@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 from pathlib import Path
 
 import httpx
@@ -125,3 +126,64 @@ def test_incremental_run_adds_only_new_bars(file_config: IngestionConfig) -> Non
     assert written == len(full_lines)
     assert third.to_dict()["bars_written"] == 0
     assert all(item["first_day_written"] > "2020-12-31" for item in second.to_dict()["tickers"])
+
+
+FUTURE_FILE = (
+    "Date,Open,High,Low,Close,Volume\n2024-01-04,10,11,9,10.5,100\n2099-01-05,10,11,9,10.5,100\n"
+)
+
+
+def incremental_future_config(tmp_path: Path, file_config: IngestionConfig) -> IngestionConfig:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "7203.T.csv").write_text(FUTURE_FILE)
+    return dataclasses.replace(file_config, market_data_dir=tmp_path / "data", incremental=True)
+
+
+def stored_last_days(config: IngestionConfig) -> dict[str, str]:
+    stored = json.loads(config.resolved_watermark_file().read_text(encoding="utf-8"))
+    return stored["last_days"]
+
+
+def tokyo_days(path: Path) -> list[datetime.date]:
+    stamps = [parse_line(line).timestamp_s for line in read_lines(path)]
+    return [datetime.datetime.fromtimestamp(stamp, tz=TOKYO).date() for stamp in stamps]
+
+
+def test_future_bar_rejected(tmp_path: Path, file_config: IngestionConfig) -> None:
+    config = incremental_future_config(tmp_path, file_config)
+
+    first = run_daily(DailyParams(None, None), config, ignore_progress).to_dict()
+    second = run_daily(DailyParams(None, None), config, ignore_progress).to_dict()
+
+    assert first["rejected_by_reason"] == {"future_date": 1}
+    assert first["bars_written"] == 1
+    assert stored_last_days(config) == {"7203.T": "2024-01-04"}
+    assert tokyo_days(config.points_file) == [datetime.date(2024, 1, 4)]
+    assert second["bars_written"] == 0
+    assert second["bars_skipped"] == 1
+
+
+def test_future_state_from_older_run_dropped(tmp_path: Path, file_config: IngestionConfig) -> None:
+    config = incremental_future_config(tmp_path, file_config)
+    # What a run without the future-date check left: a point and a watermark in 2099.
+    future_stamp = datetime.datetime(2099, 1, 5, 15, 0, tzinfo=TOKYO)
+    config.points_file.parent.mkdir(parents=True)
+    config.points_file.write_text(
+        "daily_bars,exchange=TSE,ticker=7203.T close=10.5,high=11,low=9,open=10,volume=100i "
+        f"{int(future_stamp.timestamp())}\n"
+    )
+    config.resolved_watermark_file().write_text(
+        json.dumps(
+            {
+                "target": f"line-protocol file {config.points_file}",
+                "measurement": "daily_bars",
+                "last_days": {"7203.T": "2099-01-05", "9984.T": "2099-01-05"},
+            }
+        )
+    )
+
+    result = run_daily(DailyParams(None, None), config, ignore_progress).to_dict()
+
+    assert result["bars_written"] == 1
+    assert tokyo_days(config.points_file) == [datetime.date(2024, 1, 4)]
+    assert stored_last_days(config) == {"7203.T": "2024-01-04"}

@@ -114,3 +114,17 @@ def test_http_no_data_is_not_found(file_config: IngestionConfig) -> None:
 def test_http_source_needs_tickers(file_config: IngestionConfig) -> None:
     with pytest.raises(PermanentIngestionError, match="cannot list"):
         run_daily(DailyParams(None, None), http_config(file_config), lambda progress: None)
+
+
+@respx.mock
+def test_http_huge_cell_fails_ticker(file_config: IngestionConfig) -> None:
+    huge_body = CSV_BODY + "2024-01-05,10,11,9," + "1" * 200_000 + ",100\n"
+    respx.get("http://quotes.test/q/d/l/", params={"s": "aapl.us"}).respond(200, text=huge_body)
+    respx.get("http://quotes.test/q/d/l/", params={"s": "msft.us"}).respond(200, text=CSV_BODY)
+
+    result = run(http_config(file_config), "AAPL", "MSFT")
+
+    assert result["tickers_failed"] == ["AAPL"]
+    assert result["tickers_done"] == ["MSFT"]
+    failed = next(item for item in result["tickers"] if item["ticker"] == "AAPL")
+    assert "invalid CSV" in failed["error"]

@@ -12,6 +12,8 @@ from ingestion.markets import (
     TOKYO,
     US,
     Listing,
+    latest_bar_timestamp,
+    latest_market_day,
     listing_from_file_stem,
     normalize_ticker,
     stooq_symbol,
@@ -109,3 +111,25 @@ def test_universe_share_classes() -> None:
     assert len(set(tickers)) == 503
     assert {"BRK.B", "BF.B", "MMM"} <= set(tickers)
     assert {listing.market_code for listing in listings} == {"US"}
+
+
+def test_market_today_per_time_zone() -> None:
+    # 16:00 UTC is already the next day in Tokyo but still the same day in New York.
+    now = datetime.datetime(2024, 1, 4, 16, 0, tzinfo=datetime.UTC)
+
+    assert TOKYO.today(now) == datetime.date(2024, 1, 5)
+    assert US.today(now) == datetime.date(2024, 1, 4)
+    assert latest_market_day(now) == datetime.date(2024, 1, 5)
+
+
+@pytest.mark.parametrize("month", [1, 7])
+@pytest.mark.parametrize("utc_hour", [0, 5, 15, 16, 20, 21, 23])
+def test_latest_bar_timestamp_splits_today(month: int, utc_hour: int) -> None:
+    now = datetime.datetime(2024, month, 4, utc_hour, 0, tzinfo=datetime.UTC)
+    latest = latest_bar_timestamp(now)
+
+    for market in (TOKYO, US):
+        today = market.today(now)
+        assert market.bar_timestamp(today) <= latest, (market.code, today)
+        tomorrow = today + datetime.timedelta(days=1)
+        assert market.bar_timestamp(tomorrow) > latest, (market.code, tomorrow)

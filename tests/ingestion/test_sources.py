@@ -111,3 +111,120 @@ def test_unreadable_files_reported(file_config: IngestionConfig) -> None:
     assert result["tickers_done"] == ["4444.T"]
     failed = next(item for item in result["tickers"] if item["ticker"] == "3333.T")
     assert "invalid utf-8 byte sequence" in failed["error"]
+
+
+PLAIN_HEADER = "Date,Open,High,Low,Close,Volume\n"
+GOOD_ROW = "2024-01-04,10,11,9,10.5,100\n"
+
+
+def test_cr_line_endings_reported(tmp_path: Path, file_config: IngestionConfig) -> None:
+    (tmp_path / "AAPL.csv").write_bytes(
+        b"Date,Open,High,Low,Close,Volume\r2024-01-04,10,11,9,10.5,100\r"
+    )
+    (tmp_path / "MSFT.csv").write_text(PLAIN_HEADER + GOOD_ROW)
+
+    result = run_on(tmp_path, file_config, ("MSFT",))
+
+    errors = {item["source"]: item["error"] for item in result["source_errors"]}
+    assert list(errors) == ["AAPL.csv"]
+    assert "line endings" in errors["AAPL.csv"]
+    assert result["tickers_done"] == ["MSFT"]
+    assert result["bars_written"] == 1
+
+
+def test_huge_header_cell_reported(tmp_path: Path, file_config: IngestionConfig) -> None:
+    (tmp_path / "AAPL.csv").write_text("Date," + "x" * 200_000 + ",Open\n" + GOOD_ROW)
+    (tmp_path / "MSFT.csv").write_text(PLAIN_HEADER + GOOD_ROW)
+
+    result = run_on(tmp_path, file_config)
+
+    errors = {item["source"]: item["error"] for item in result["source_errors"]}
+    assert list(errors) == ["AAPL.csv"]
+    assert "invalid CSV" in errors["AAPL.csv"]
+    assert result["tickers_done"] == ["MSFT"]
+
+
+def test_huge_data_cell_fails_ticker(tmp_path: Path, file_config: IngestionConfig) -> None:
+    huge_row = "2024-01-05,10,11,9," + "1" * 200_000 + ",100\n"
+    (tmp_path / "AAPL.csv").write_text(PLAIN_HEADER + GOOD_ROW + huge_row)
+    (tmp_path / "MSFT.csv").write_text(PLAIN_HEADER + GOOD_ROW)
+
+    result = run_on(tmp_path, file_config)
+
+    assert result["source_errors"] == []
+    assert result["tickers_failed"] == ["AAPL"]
+    assert result["tickers_done"] == ["MSFT"]
+    failed = next(item for item in result["tickers"] if item["ticker"] == "AAPL")
+    assert "invalid CSV" in failed["error"]
+
+
+def test_header_without_line_break_reported(tmp_path: Path, file_config: IngestionConfig) -> None:
+    (tmp_path / "AAPL.csv").write_bytes(b"x" * (2 * 1024 * 1024))
+    (tmp_path / "MSFT.csv").write_text(PLAIN_HEADER + GOOD_ROW)
+
+    result = run_on(tmp_path, file_config)
+
+    errors = {item["source"]: item["error"] for item in result["source_errors"]}
+    assert list(errors) == ["AAPL.csv"]
+    assert "header line is longer than" in errors["AAPL.csv"]
+    assert result["tickers_done"] == ["MSFT"]
+
+
+def test_short_row_with_date_last(tmp_path: Path, file_config: IngestionConfig) -> None:
+    (tmp_path / "AAPL.csv").write_text(
+        "Open,High,Low,Close,Volume,Date\n"
+        "1\n"
+        "10,11,9,10.5,100,2024-01-04\n"
+        "10,11,9,10.5,100,2024-01-05\n"
+    )
+
+    result = run_on(tmp_path, file_config)
+
+    assert result["tickers_done"] == ["AAPL"]
+    assert result["tickers_not_found"] == []
+    assert result["bars_written"] == 2
+    assert result["rejected_by_reason"] == {"short_row": 1}
+
+
+def test_newest_first_with_duplicate_first_row(
+    tmp_path: Path, file_config: IngestionConfig
+) -> None:
+    rows = [f"2024/01/{day},10,11,9,10.5,100\n" for day in ("10", "10", "09", "08", "05")]
+    (tmp_path / "6758.csv").write_text(PLAIN_HEADER + "".join(rows))
+
+    result = run_on(tmp_path, file_config)
+    points = points_by_day(file_config.points_file, TOKYO)
+
+    assert result["tickers_done"] == ["6758.T"]
+    assert result["bars_written"] == 4
+    assert result["rejected_by_reason"] == {"duplicate_date": 1}
+    assert sorted(points) == [datetime.date(2024, 1, day) for day in (5, 8, 9, 10)]
+
+
+DATE_FORMS = {
+    "2024-01-04": datetime.date(2024, 1, 4),
+    "2024/01/05": datetime.date(2024, 1, 5),
+    "2024-01-09T00:00:00": datetime.date(2024, 1, 9),
+    "2024-01-10 00:00:00+09:00": datetime.date(2024, 1, 10),
+    "20240111": None,
+    "2024-W02-5": None,
+    "2024-012": None,
+    "2024-1-15": None,
+    "2024-01/16": None,
+    "2024.01.17": None,
+    "２０２４-01-18": None,
+    "2024-02-30": None,
+}
+
+
+def test_date_forms_accepted_or_rejected(tmp_path: Path) -> None:
+    rows = "".join(f"{text},10,11,9,10.5,100\n" for text in DATE_FORMS)
+    (tmp_path / "AAPL.csv").write_text(PLAIN_HEADER + rows, encoding="utf-8")
+
+    bars = list(read_bars(probe(tmp_path / "AAPL.csv")))
+
+    assert [bar.date_text for bar in bars] == list(DATE_FORMS)
+    for bar in bars:
+        expected = DATE_FORMS[bar.date_text]
+        assert bar.day == expected, bar.date_text
+        assert bar.problem == (None if expected else "invalid_date"), bar.date_text

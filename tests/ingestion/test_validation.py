@@ -8,13 +8,15 @@ from pathlib import Path
 
 from ingestion.bars import Bar
 from ingestion.calendars import TradingCalendars
-from ingestion.config import IngestionConfig
+from ingestion.config import InfluxTarget, IngestionConfig
 from ingestion.daily import DailyParams, run_daily
+from ingestion.markets import TOKYO as TOKYO_MARKET
 from ingestion.markets import US
 from ingestion.validation import BarValidator
 from tests.ingestion.conftest import REPO_ROOT, TEST_DATA_DIR
 from tests.ingestion.helpers import NEW_YORK, TOKYO
 from tests.ingestion.lineproto import parse_line
+from tests.servers import VictoriaMetrics
 
 # Expected verdict for every row of data/defects/1301.T.csv, by its date text.
 DEFECT_ROWS = {
@@ -44,6 +46,10 @@ FLAGS = {"flat_bar_with_volume", "non_trading_day", "zero_volume"}
 def run_on(directory: Path, file_config: IngestionConfig, **changes: object) -> dict:
     config = dataclasses.replace(file_config, market_data_dir=directory, **changes)
     return run_daily(DailyParams(None, None), config, lambda progress: None).to_dict()
+
+
+def read_lines(config: IngestionConfig) -> list[str]:
+    return config.points_file.read_text(encoding="utf-8").splitlines()
 
 
 def written_days(points_file: Path, zone: datetime.tzinfo) -> list[datetime.date]:
@@ -125,7 +131,11 @@ def make_bar(day: datetime.date, close: float, volume: int) -> Bar:
 
 
 def validate_series(bars: list[Bar]) -> list[tuple[str, ...]]:
-    validator = BarValidator(US, TradingCalendars(last_day=datetime.date(2024, 12, 31)))
+    validator = BarValidator(
+        US,
+        TradingCalendars(last_day=datetime.date(2024, 12, 31)),
+        latest_day=datetime.date(2024, 12, 31),
+    )
     return [validator.check(bar).flags for bar in bars]
 
 
@@ -156,3 +166,74 @@ def test_crash_with_value_surge_not_flagged() -> None:
     bars.append(make_bar(days[10], 50.0, 16_000_000))
 
     assert "suspected_unadjusted_split" not in validate_series(bars)[10]
+
+
+INT64_MAX = 2**63 - 1
+# Rows of a plain file with an Adj Close column, and the verdict for each.
+VALUE_RANGE_ROWS = [
+    ("2024-01-02,10,11,9,10.5,10.4," + str(INT64_MAX), "written"),
+    ("2024-01-03,10,11,9,10.5,10.4," + str(INT64_MAX + 1), "volume_out_of_range"),
+    ("2024-01-04,10,11,9,10.5,10.4,1e30", "volume_out_of_range"),
+    ("2024-01-05,10,11,9,inf,10.4,100", "missing_value"),
+    ("2024-01-08,-inf,11,9,10.5,10.4,100", "missing_value"),
+    ("2024-01-09,10,1e400,9,10.5,10.4,100", "missing_value"),
+    ("2024-01-10,1.5e9,2e9,1.2e9,1.6e9,1.6e9,100", "price_out_of_range"),
+    ("2024-01-11,10,11,9,10.5,-1,100", "non_positive_price"),
+    ("2024-01-12,10,11,9,10.5,0,100", "non_positive_price"),
+    ("2024-01-16,10,11,9,10.5,,100", "missing_value"),
+    ("2024-01-17,10,11,9,10.5,nan,100", "missing_value"),
+    ("2024-01-18,10,11,9,10.5,2e9,100", "price_out_of_range"),
+    # Adjusted for dividends, adj_close may lie below the day's low.
+    ("2024-01-19,10,11,9,10.5,8.5,100", "written"),
+]
+
+
+def write_value_range_file(directory: Path) -> None:
+    rows = "".join(row + "\n" for row, _ in VALUE_RANGE_ROWS)
+    (directory / "AAPL.csv").write_text("Date,Open,High,Low,Close,Adj Close,Volume\n" + rows)
+
+
+def test_value_ranges_rejected(tmp_path: Path, file_config: IngestionConfig) -> None:
+    write_value_range_file(tmp_path)
+
+    result = run_on(tmp_path, file_config)
+
+    verdicts = [verdict for _, verdict in VALUE_RANGE_ROWS if verdict != "written"]
+    assert result["rejected_by_reason"] == {v: verdicts.count(v) for v in set(verdicts)}
+    assert written_days(file_config.points_file, NEW_YORK) == [
+        datetime.date(2024, 1, 2),
+        datetime.date(2024, 1, 19),
+    ]
+    volumes = [parse_line(line).fields["volume"] for line in read_lines(file_config)]
+    assert volumes == [f"{INT64_MAX}i", "100i"]
+
+
+def test_value_ranges_read_back(
+    tmp_path: Path,
+    influx_target: InfluxTarget,
+    victoria_metrics: VictoriaMetrics,
+    measurement: str,
+    file_config: IngestionConfig,
+) -> None:
+    write_value_range_file(tmp_path)
+
+    result = run_on(tmp_path, file_config, influx=influx_target, measurement=measurement)
+    stored = victoria_metrics.export(measurement)
+
+    assert result["bars_written"] == 2
+    assert len(stored[("AAPL", "close")]) == 2
+    assert len(stored[("AAPL", "volume")]) == 2
+    assert min(stored[("AAPL", "adj_close")].values()) == 8.5
+
+
+def test_bar_after_latest_day_rejected() -> None:
+    latest_day = datetime.date(2024, 1, 5)
+    calendars = TradingCalendars(last_day=latest_day)
+    validator = BarValidator(TOKYO_MARKET, calendars, latest_day=latest_day)
+
+    today = validator.check(make_bar(latest_day, 100.0, 1000))
+    tomorrow = validator.check(make_bar(datetime.date(2024, 1, 6), 100.0, 1000))
+
+    assert today.rejected is None
+    assert tomorrow.rejected == "future_date"
+    assert "2024-01-05" in tomorrow.detail
