@@ -5,6 +5,7 @@ Serve it with `uvicorn app.main:create_app --factory`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -22,13 +23,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from app.dispatch.base import Dispatcher
+from app.dispatch.base import Dispatcher, TaskPayload
 from app.dispatch.cloud_tasks import CloudTasksConfig, CloudTasksDispatcher
 from app.dispatch.local import LocalDispatcher
 from app.errors import EXCEPTION_HANDLERS
 from app.live import LiveStreams
 from app.logs import TraceMiddleware, configure_logging
 from app.oidc import OidcVerifier, SignatureMode
+from app.reaper import Reaper
 from app.routes import dashboard, history, jobs, streams, worker
 from app.services import Services
 from app.settings import Settings
@@ -103,10 +105,34 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
             logger.info("service started", extra={"cloud_tasks": settings.use_cloud_tasks})
             if isinstance(dispatcher, LocalDispatcher):
                 await _redeliver_unfinished(dispatcher, store)
+            reaper = asyncio.create_task(
+                _reaper(settings, store, dispatcher).run(_sweep_s(settings))
+            )
+            stack.callback(reaper.cancel)
             yield
         logger.info("service stopped")
 
     return lifespan
+
+
+def _reaper(settings: Settings, store: JobStore, dispatcher: Dispatcher) -> Reaper:
+    redeliver = None
+    if isinstance(dispatcher, LocalDispatcher):
+
+        async def redeliver(job_id: str) -> None:
+            await dispatcher.dispatch(TaskPayload(job_id))
+
+    return Reaper(
+        store,
+        max_attempts=settings.task_max_attempts,
+        abandoned_after_s=settings.abandoned_job_s,
+        redeliver=redeliver,
+    )
+
+
+def _sweep_s(settings: Settings) -> float:
+    # Twice per lease: an abandoned job is found soon after its lease runs out.
+    return max(2.5, settings.lease_s / 2)
 
 
 async def _redeliver_unfinished(dispatcher: LocalDispatcher, store: JobStore) -> None:

@@ -61,6 +61,7 @@ class Settings:
     lease_s: int
     task_max_attempts: int
     retry_after_s: int
+    abandoned_job_s: int
     completed_job_ttl_s: int
     failed_job_ttl_s: int
     event_stream_ttl_s: int
@@ -100,6 +101,7 @@ class Settings:
             lease_s=_int(env, "LEASE_S", default=60, low=5, high=3600),
             task_max_attempts=_int(env, "TASK_MAX_ATTEMPTS", default=5, low=1, high=100),
             retry_after_s=_int(env, "RETRY_AFTER_S", default=30, low=1, high=3600),
+            abandoned_job_s=_int(env, "ABANDONED_JOB_S", default=3600, low=60, high=YEAR_S),
             completed_job_ttl_s=_int(
                 env, "COMPLETED_JOB_TTL_S", default=7 * DAY_S, low=60, high=YEAR_S
             ),

@@ -122,6 +122,27 @@ class JobStore:
             raise IdempotencyConflict(job_id)
         return await self._require_view(job_id), False
 
+    async def lease_expired_ms(self, job_id: str) -> int | None:
+        """Return how long ago a running job's lease expired, or None if it is live or not running.
+
+        Measured on the Redis server's clock, like the lease itself.
+        """
+        status, lease_until = await self._guard(
+            self._redis.hmget(keys.state_key(job_id), ["status", "lease_until_ms"])
+        )
+        if status != JobStatus.RUNNING.value:
+            return None
+        expired_ms = await self._server_time_ms() - int(lease_until or 0)
+        return expired_ms if expired_ms >= 0 else None
+
+    async def seconds_since(self, moment: datetime) -> int:
+        """Return whole seconds from `moment` to now on the Redis server's clock."""
+        return (await self._server_time_ms() - _epoch_ms(moment)) // 1000
+
+    async def _server_time_ms(self) -> int:
+        seconds, microseconds = await self._guard(self._redis.time())
+        return int(seconds) * 1000 + int(microseconds) // 1000
+
     async def ping(self) -> None:
         """Raise JobStoreUnavailable unless Redis answers."""
         await self._guard(self._redis.ping())
