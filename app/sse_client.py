@@ -22,6 +22,8 @@ logger = logging.getLogger(__name__)
 STREAM_READ_TIMEOUT_S = 90.0
 MAX_RECONNECTS = 5
 RECONNECT_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+# Events after which a job's stream ends by design.
+FINAL_EVENTS = frozenset({"completed", "failed"})
 
 
 class StreamFailed(Exception):
@@ -78,6 +80,7 @@ def follow(
     after MAX_RECONNECTS failed attempts in a row.
     """
     failures = 0
+    finished = False
     while True:
         headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
         try:
@@ -86,9 +89,14 @@ def follow(
                 if message.event == "stream_error":
                     raise httpx.RemoteProtocolError(str(message.data.get("error")))
                 last_event_id = message.id or last_event_id
+                finished = finished or message.event in FINAL_EVENTS
                 yield message
-            if not reconnect_at_end:
+            if finished and not reconnect_at_end:
                 return
+            if not reconnect_at_end:
+                # A job stream that ends before the job's final event was cut,
+                # for example by the instance shutting down: resume it.
+                raise _Unavailable("stream ended before the job finished")
         except _Finished:
             return
         except (httpx.TransportError, _Unavailable) as exc:

@@ -143,6 +143,11 @@ class JobStore:
         seconds, microseconds = await self._guard(self._redis.time())
         return int(seconds) * 1000 + int(microseconds) // 1000
 
+    async def version(self, job_id: str) -> int:
+        """Return the number of events the job has, 0 for an unknown job."""
+        stored = await self._guard(self._redis.hget(keys.state_key(job_id), "version"))
+        return int(stored or 0)
+
     async def ping(self) -> None:
         """Raise JobStoreUnavailable unless Redis answers."""
         await self._guard(self._redis.ping())

@@ -25,6 +25,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.auth import require_ingest_token
+from app.errors import ApiError
 from app.live import StreamSlot
 from app.params import parse_global_event_id, parse_job_event_id
 from app.routes.jobs import MAX_JOB_ID_LENGTH, job_not_found
@@ -61,6 +62,13 @@ async def job_stream(request: Request) -> Response:
     view = await services.store.get(job_id)
     if view is None:
         return job_not_found(job_id)
+    if resume_id is not None and int(after.split("-")[1]) > await services.store.version(job_id):
+        # The client saw events this job never had: another job, or a stream that was reset.
+        raise ApiError(
+            422,
+            f"{_resume_source(request)} {resume_id} is past the last event of job {job_id}",
+            field=_resume_source(request),
+        )
     if view.status.is_terminal and not await services.store.events(job_id, after=after, limit=1):
         return Response(status_code=204)
 

@@ -298,3 +298,15 @@ async def test_stream_ends_with_error_when_redis_stops(
     assert [event.event for event in events] == ["stream_error"]
     assert "Redis" in events[0].data["error"]
     assert events[0].retry is not None
+
+
+async def test_resume_past_last_event_is_422(running_app: RunningApp, store: JobStore) -> None:
+    job_id = new_id()
+    await store.create(job_id, {})
+
+    response = await running_app.client.get(
+        f"{JOBS}/{job_id}/stream", headers={"Last-Event-ID": "0-50"}
+    )
+
+    assert response.status_code == 422
+    assert response.json()["field"] == "Last-Event-ID"
