@@ -1,9 +1,9 @@
 """Finding jobs that no delivery will finish, and finishing them.
 
-Deliveries end in three ways that leave a job behind: a worker killed on
-the last attempt (no retry follows), a queue that gave up while the job
-waited (Cloud Tasks deletes the task without telling anyone), and, with
-the local dispatcher, a process that died. The reaper runs in every
+Three kinds of delivery end leave a job behind. A worker killed on the
+last attempt gets no retry. A queue that gives up while the job waits
+deletes the task silently. With the local dispatcher, the process that
+held the delivery may die. The reaper runs in every
 instance; the store's guards make a sweep by two instances harmless.
 """
 

@@ -26,7 +26,7 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class CloudTasksSettings:
-    """Where tasks go and how the worker endpoint checks the OIDC token they carry.
+    """Queue, target and OIDC identity of Cloud Tasks deliveries.
 
     `service_account` is None when no OIDC identity is configured; the worker
     then accepts only in-process deliveries (or any, with INTERNAL_AUTH=disabled).

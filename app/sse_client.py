@@ -74,7 +74,7 @@ def follow(
 ) -> Iterator[SseMessage]:
     """Yield the events of the stream at `path`, reconnecting after failures.
 
-    Returns when the server ends the stream (a finished job) or answers 204,
+    Returns when the server ends the stream (a finished job) or responds with 204,
     unless `reconnect_at_end` is set, as for the global stream that only
     ends when the server stops. Raises StreamFailed for an error response or
     after MAX_RECONNECTS failed attempts in a row.

@@ -149,7 +149,7 @@ class JobStore:
         return int(stored or 0)
 
     async def ping(self) -> None:
-        """Raise JobStoreUnavailable unless Redis answers."""
+        """Raise JobStoreUnavailable unless Redis replies to PING."""
         await self._guard(self._redis.ping())
 
     async def get(self, job_id: str) -> JobView | None:

@@ -70,7 +70,7 @@ async def get_job(request: Request) -> Response:
     """Return the job JSON; with `?at=0-N`, the JSON as it was right after event N.
 
     An id without an event stream is looked up among the Celery-era
-    `job:<id>` hashes before the answer is 404.
+    `job:<id>` hashes before the response is 404.
     """
     services = services_of(request)
     require_ingest_token(request, services.settings.ingest_api_token)

@@ -1,7 +1,7 @@
 """The worker endpoint that the task queue pushes jobs to.
 
 The queue retries every response that is not 2xx, so the status code
-tells it what to do next, not only what happened:
+sets what it does next, not only what happened:
 
 - 2xx: done with this task, including "can never succeed" (unknown job,
   malformed payload, last attempt failed), which is recorded first;
@@ -71,7 +71,7 @@ async def run_daily_worker(request: Request) -> Response:
     except InvalidPayload as exc:
         return await _reject_payload(request, exc, delivery)
 
-    # The created event, not the payload, says what to run, so a stale or
+    # The created event, not the payload, defines what to run, so a stale or
     # hand-made payload cannot change a job's parameters.
     params = await services.store.params(job_id)
     if params is None:
