@@ -52,6 +52,16 @@ def base_env(redis_url: str, state_dir: Path) -> dict[str, str]:
     }
 
 
+def influx_env(url: str) -> dict[str, str]:
+    """Settings that point the points writer at an InfluxDB write API at `url`."""
+    return {
+        "INFLUX_URL": url,
+        "INFLUX_TOKEN": "unused",
+        "INFLUX_ORG": "kaboom",
+        "INFLUX_BUCKET": "prices",
+    }
+
+
 @asynccontextmanager
 async def serve(env: Mapping[str, str], port: int | None = None) -> AsyncIterator[RunningApp]:
     """Serve the app with uvicorn on a loopback port, with the given environment."""

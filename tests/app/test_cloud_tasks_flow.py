@@ -18,7 +18,7 @@ from app.dispatch.cloud_tasks import task_id_for_job
 from jobstore.events import EventType, JobStatus
 from jobstore.store import JobStore
 from localtasks import LocalCloudTasks, QueueSettings
-from tests.app.conftest import base_env, serve
+from tests.app.conftest import base_env, influx_env, serve
 from tests.servers import RedisServer, free_port
 
 PROJECT = "kaboom-test"
@@ -128,10 +128,7 @@ async def test_last_attempt_failure_ends_failed(
     port = free_port()
     env = {
         **cloud_tasks_env(redis_server.url, tmp_path, local_tasks, port),
-        "INFLUX_URL": f"http://127.0.0.1:{free_port()}",
-        "INFLUX_TOKEN": "unused",
-        "INFLUX_ORG": "kaboom",
-        "INFLUX_BUCKET": "prices",
+        **influx_env(f"http://127.0.0.1:{free_port()}"),
     }
     async with serve(env, port) as running:
         response = await running.client.post(

@@ -13,7 +13,7 @@ from ingestion.config import default_market_data_dir
 from jobstore import keys
 from jobstore.events import EventType
 from jobstore.store import JobStore
-from tests.app.conftest import base_env, serve
+from tests.app.conftest import base_env, influx_env, serve
 from tests.ingestion.helpers import TOKYO, day_of, read_yfinance_rows, utc_day_of
 from tests.servers import RedisServer, VictoriaMetrics
 
@@ -25,10 +25,7 @@ async def test_run_daily_writes_csv_values(
 ) -> None:
     env = {
         **base_env(redis_server.url, tmp_path),
-        "INFLUX_URL": victoria_metrics.url,
-        "INFLUX_TOKEN": "unused",
-        "INFLUX_ORG": "kaboom",
-        "INFLUX_BUCKET": "prices",
+        **influx_env(victoria_metrics.url),
     }
     async with serve(env) as running:
         response = await running.client.post(
@@ -73,12 +70,7 @@ async def test_run_daily_writes_csv_values(
 async def test_watermark_outlives_the_container(
     redis_server: RedisServer, redis: Redis, victoria_metrics: VictoriaMetrics, tmp_path: Path
 ) -> None:
-    influx = {
-        "INFLUX_URL": victoria_metrics.url,
-        "INFLUX_TOKEN": "unused",
-        "INFLUX_ORG": "kaboom",
-        "INFLUX_BUCKET": "prices",
-    }
+    influx = influx_env(victoria_metrics.url)
     body = {"tickers": ["9984.T"]}
     results = []
     # Each run gets a fresh state directory, as a new Cloud Run container would.
@@ -128,10 +120,7 @@ async def test_concurrent_influx_jobs_keep_every_watermark(
 ) -> None:
     env = {
         **base_env(redis_server.url, tmp_path),
-        "INFLUX_URL": victoria_metrics.url,
-        "INFLUX_TOKEN": "unused",
-        "INFLUX_ORG": "kaboom",
-        "INFLUX_BUCKET": "prices",
+        **influx_env(victoria_metrics.url),
     }
     tickers = ["7203.T", "7974.T", "8306.T", "9984.T"]
     async with serve(env) as running:

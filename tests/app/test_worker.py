@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from app.dispatch.base import WORKER_PATH
 from jobstore.events import EventType, JobStatus
 from jobstore.store import JobStore
-from tests.app.conftest import RunningApp, base_env, serve
+from tests.app.conftest import RunningApp, base_env, influx_env, serve
 from tests.servers import RedisServer, VictoriaMetrics, free_port
 
 
@@ -24,10 +24,7 @@ async def worker_app(
     env = {
         **base_env(redis_server.url, tmp_path),
         "INTERNAL_AUTH": "disabled",
-        "INFLUX_URL": victoria_metrics.url,
-        "INFLUX_TOKEN": "unused",
-        "INFLUX_ORG": "kaboom",
-        "INFLUX_BUCKET": "prices",
+        **influx_env(victoria_metrics.url),
         "TASK_MAX_ATTEMPTS": "3",
     }
     async with serve(env) as running:
@@ -129,10 +126,7 @@ async def test_transient_failure_retries_then_fails(
     env = {
         **base_env(redis_server.url, tmp_path),
         "INTERNAL_AUTH": "disabled",
-        "INFLUX_URL": f"http://127.0.0.1:{closed_port}",
-        "INFLUX_TOKEN": "unused",
-        "INFLUX_ORG": "kaboom",
-        "INFLUX_BUCKET": "prices",
+        **influx_env(f"http://127.0.0.1:{closed_port}"),
         "TASK_MAX_ATTEMPTS": "2",
     }
     async with serve(env) as running:
