@@ -99,20 +99,15 @@ class Watermark:
         latest_day: datetime.date,
     ) -> Watermark:
         watermark = cls(storage, target, measurement, latest_day)
-        where = {"storage": storage.description}
         try:
             text = storage.read()
-            stored = json.loads(text) if text is not None else {}
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
             # An unreadable watermark only costs a full re-ingest, which writes the same points.
-            logger.warning("watermark ignored", extra={**where, "error": str(exc)})
+            logger.warning(
+                "watermark ignored", extra={"storage": storage.description, "error": str(exc)}
+            )
             return watermark
-        if text is None:
-            return watermark
-        if stored.get("target") != target or stored.get("measurement") != measurement:
-            logger.info("watermark belongs to another target, ignored", extra=where)
-            return watermark
-        watermark.last_days.update(watermark._valid_days(stored))
+        watermark.last_days.update(watermark._stored_days(text))
         return watermark
 
     def get(self, ticker: str) -> datetime.date | None:
@@ -135,14 +130,9 @@ class Watermark:
 
     def _merge(self, stored_text: str | None) -> str:
         merged = dict(self.last_days)
-        try:
-            stored = json.loads(stored_text) if stored_text else {}
-        except ValueError:
-            stored = {}
-        if stored.get("target") == self.target and stored.get("measurement") == self.measurement:
-            for ticker, day in self._valid_days(stored).items():
-                if ticker not in merged or day > merged[ticker]:
-                    merged[ticker] = day
+        for ticker, day in self._stored_days(stored_text).items():
+            if ticker not in merged or day > merged[ticker]:
+                merged[ticker] = day
         document = {
             "target": self.target,
             "measurement": self.measurement,
@@ -150,18 +140,47 @@ class Watermark:
         }
         return json.dumps(document, indent=1)
 
-    def _valid_days(self, stored: dict) -> dict[str, datetime.date]:
+    def _stored_days(self, text: str | None) -> dict[str, datetime.date]:
+        """Return the usable days of a stored watermark document.
+
+        Anything unusable (not JSON, another shape, another target, a bad or
+        future day) is dropped with a warning: a missing day only costs a
+        full read of that ticker, which writes the same points.
+        """
+        if text is None:
+            return {}
+        where = {"storage": self.storage.description}
+        try:
+            stored = json.loads(text)
+        except ValueError as exc:
+            logger.warning("watermark ignored", extra={**where, "error": str(exc)})
+            return {}
+        if not isinstance(stored, dict) or not isinstance(stored.get("last_days"), dict):
+            logger.warning("watermark ignored: unexpected document shape", extra=where)
+            return {}
+        if stored.get("target") != self.target or stored.get("measurement") != self.measurement:
+            logger.info("watermark belongs to another target, ignored", extra=where)
+            return {}
         days = {}
-        for ticker, text in stored.get("last_days", {}).items():
-            day = datetime.date.fromisoformat(text)
-            if day > self.latest_day:
+        for ticker, value in stored["last_days"].items():
+            day = _parse_day(value)
+            if day is None or day > self.latest_day:
                 logger.warning(
-                    "watermark day after today dropped, the ticker is read in full",
-                    extra={"ticker": ticker, "day": text, "storage": self.storage.description},
+                    "watermark day unusable, the ticker is read in full",
+                    extra={**where, "ticker": ticker, "day": repr(value)},
                 )
                 continue
             days[ticker] = day
         return days
+
+
+def _parse_day(value: object) -> datetime.date | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.date.fromisoformat(value)
+    except ValueError:
+        return None
 
 
 @contextmanager
