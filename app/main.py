@@ -103,12 +103,11 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
                 live=live,
             )
             logger.info("service started", extra={"cloud_tasks": settings.use_cloud_tasks})
+            reaper = _reaper(settings, store, dispatcher)
             if isinstance(dispatcher, LocalDispatcher):
-                await _redeliver_unfinished(dispatcher, store)
-            reaper = asyncio.create_task(
-                _reaper(settings, store, dispatcher).run(_sweep_s(settings))
-            )
-            stack.callback(reaper.cancel)
+                await _recover_local_jobs(dispatcher, reaper, store)
+            sweeps = asyncio.create_task(reaper.run(_sweep_s(settings)))
+            stack.callback(sweeps.cancel)
             yield
         logger.info("service stopped")
 
@@ -135,12 +134,17 @@ def _sweep_s(settings: Settings) -> float:
     return max(2.5, settings.lease_s / 2)
 
 
-async def _redeliver_unfinished(dispatcher: LocalDispatcher, store: JobStore) -> None:
-    # Without a queue, this is what brings back a job whose process died.
+async def _recover_local_jobs(dispatcher: LocalDispatcher, reaper: Reaper, store: JobStore) -> None:
+    """Pick up the jobs a dead process left, as no queue will redeliver them.
+
+    The reaper's sweep comes first, so a job on its last attempt is failed
+    instead of being delivered again.
+    """
     try:
-        await dispatcher.redeliver_unfinished(store)
+        await reaper.sweep()
+        await dispatcher.redeliver_queued(store)
     except JobStoreUnavailable as exc:
-        logger.error("unfinished jobs not redelivered", extra={"error": str(exc)})
+        logger.error("unfinished jobs not recovered at startup", extra={"error": str(exc)})
 
 
 def _redis_url(settings: Settings, stack: contextlib.AsyncExitStack) -> str:

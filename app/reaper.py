@@ -14,7 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
-from jobstore.errors import JobFinished, JobStoreUnavailable, LeaseHeld
+from jobstore.errors import JobFinished, JobNotFound, JobStoreUnavailable, LeaseHeld
 from jobstore.events import JobStatus
 from jobstore.projection import JobView
 from jobstore.store import JobStore
@@ -64,6 +64,9 @@ class Reaper:
                 await self.sweep()
             except JobStoreUnavailable as exc:
                 logger.warning("job sweep skipped: Redis unavailable", extra={"error": str(exc)})
+            except Exception:
+                # A Redis error such as OOM or READONLY must not end the sweeps for good.
+                logger.exception("job sweep failed; the next one runs as planned")
 
     async def sweep(self) -> SweepResult:
         result = SweepResult()
@@ -95,8 +98,8 @@ class Reaper:
     async def _fail(self, view: JobView, reason: str, result: SweepResult) -> None:
         try:
             await self._store.fail(view.job_id, reason)
-        except (JobFinished, LeaseHeld):
-            return  # A delivery got there first.
+        except (JobFinished, LeaseHeld, JobNotFound):
+            return  # A delivery got there first, or the job expired meanwhile.
         logger.error("abandoned job failed", extra={"job_id": view.job_id, "error": reason})
         result.failed.append(view.job_id)
 

@@ -4,9 +4,9 @@ It posts each job to the app's own ASGI callable, so a delivery goes through
 the same middleware, routing, authentication and worker code as a Cloud
 Tasks push, and it retries a non-2xx answer with backoff like a queue does.
 It keeps no queue of its own. Instead, at startup it redelivers the jobs
-that the store's status indexes show as queued or running, so a job whose
-process died is picked up by the next process; the worker's lease check
-makes that safe while another instance still runs the job.
+that the store's status index shows as queued, and the reaper redelivers
+running jobs whose lease ran out, so a job whose process died is picked
+up by the next process.
 """
 
 from __future__ import annotations
@@ -57,23 +57,25 @@ class LocalDispatcher:
         self._deliveries.add(task)
         task.add_done_callback(self._deliveries.discard)
 
-    async def redeliver_unfinished(self, store: JobStore) -> int:
-        """Dispatch every queued or running job again; return how many.
+    async def redeliver_queued(self, store: JobStore) -> int:
+        """Dispatch every queued job again; return how many.
 
-        A job still running elsewhere answers 503 until its lease ends, and
-        a finished one answers 2xx, so a redelivery never runs a job twice.
+        Running jobs are the reaper's: it redelivers those whose lease ran
+        out with attempts left and fails those on their last attempt. A
+        finished job answers a redelivery with 2xx, so none runs twice.
         """
         count = 0
-        for status in (JobStatus.QUEUED, JobStatus.RUNNING):
-            cursor = None
-            while True:
-                page = await store.list_jobs(status=status, limit=RECOVERY_PAGE, cursor=cursor)
-                for view in page.jobs:
-                    await self.dispatch(TaskPayload(view.job_id))
-                    count += 1
-                if page.next_cursor is None:
-                    break
-                cursor = page.next_cursor
+        cursor = None
+        while True:
+            page = await store.list_jobs(
+                status=JobStatus.QUEUED, limit=RECOVERY_PAGE, cursor=cursor
+            )
+            for view in page.jobs:
+                await self.dispatch(TaskPayload(view.job_id))
+                count += 1
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
         if count:
             logger.info("redelivering unfinished jobs", extra={"jobs": count})
         return count

@@ -92,7 +92,11 @@ async def run_daily_worker(request: Request) -> Response:
             job_id=job_id,
         )
 
-    attempt = (delivery.retry_count + 1) if delivery.retry_count is not None else lease.attempt
+    # The queue's count decides the last attempt, but the job's own count of
+    # started attempts wins when higher: a local delivery chain restarts its
+    # count, and a job that keeps killing its process must still run out.
+    queue_attempt = (delivery.retry_count or 0) + 1
+    attempt = max(queue_attempt, lease.attempt)
     outcome = await run_job(services, lease, params, attempt=attempt, delivery=delivery.headers)
     return _outcome_response(job_id, outcome)
 

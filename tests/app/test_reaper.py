@@ -120,3 +120,29 @@ async def test_service_fails_abandoned_last_attempt(
 
     assert job["status"] == "failed"
     assert job["error"].startswith("abandoned: attempt 1 of 1")
+
+
+async def test_sweeps_go_on_after_a_redis_error(own_redis_server: RedisServer) -> None:
+    redis = Redis.from_url(own_redis_server.url, decode_responses=True)
+    store = JobStore(redis, lease_ms=50)
+    job_id = await expired_job(store, attempts=1)
+    reaper = Reaper(store, max_attempts=1, abandoned_after_s=HOUR_S)
+    # Redis rejects every write while maxmemory is this low, so sweeps fail.
+    await redis.config_set("maxmemory", "1")
+    sweeps = asyncio.create_task(reaper.run(interval_s=0.05))
+    try:
+        await asyncio.sleep(0.3)
+        assert (await store.get(job_id)).status is JobStatus.RUNNING  # type: ignore[union-attr]
+        await redis.config_set("maxmemory", "0")
+        for _ in range(100):
+            view = await store.get(job_id)
+            if view is not None and view.status is JobStatus.FAILED:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        sweeps.cancel()
+        await asyncio.gather(sweeps, return_exceptions=True)
+        await redis.aclose()
+
+    assert view is not None
+    assert view.status is JobStatus.FAILED

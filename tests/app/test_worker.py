@@ -188,6 +188,22 @@ async def test_local_mode_redelivers_unfinished_jobs(
     assert second["attempts"] == 2
 
 
+async def test_local_mode_fails_job_out_of_attempts(
+    redis_server: RedisServer, redis: Redis, tmp_path: Path
+) -> None:
+    store = JobStore(redis, lease_ms=50)
+    crashed = await create_job(redis, {"date": None, "tickers": ["7203.T"]})
+    await store.start(crashed)
+    await asyncio.sleep(0.1)
+
+    env = {**base_env(redis_server.url, tmp_path), "TASK_MAX_ATTEMPTS": "1"}
+    async with serve(env) as running:
+        job = await running.wait_for_status(crashed, {"completed", "failed"})
+
+    assert job["status"] == "failed"
+    assert job["error"].startswith("abandoned: attempt 1 of 1")
+
+
 async def test_job_with_no_ticker_found_fails(running_app: RunningApp) -> None:
     response = await running_app.client.post(
         "/api/v1/ingest/run-daily", json={"tickers": ["AAPL", "1301.T"]}
