@@ -95,6 +95,9 @@ def normalize_ticker(raw: str) -> Listing:
 
     Raises ValueError when the text is neither a Tokyo code nor a US symbol.
     """
+    # Checked before upper(): it maps some non-ASCII letters to ASCII ones ("ß" to "SS").
+    if not raw.isascii():
+        raise ValueError(f"invalid ticker {raw!r}: expected ASCII letters and digits")
     text = raw.strip().upper()
     for suffix in _TOKYO_SUFFIXES:
         if text.endswith(suffix):

@@ -43,7 +43,10 @@ def test_normalize_ticker(raw: str, ticker: str, market: str) -> None:
     assert normalize_ticker(raw) == Listing(ticker, market)
 
 
-@pytest.mark.parametrize("raw", ["", "72 03", "ABC.T", "12345", "A,B", "TOOLONGNAME", "X=Y"])
+@pytest.mark.parametrize(
+    "raw",
+    ["", "72 03", "ABC.T", "12345", "A,B", "TOOLONGNAME", "X=Y", "\u00df", "\ufb00", "\uff21"],
+)
 def test_normalize_ticker_rejects(raw: str) -> None:
     with pytest.raises(ValueError):
         normalize_ticker(raw)
