@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from jobstore.errors import JobFinished, JobNotFound, JobStoreUnavailable, LeaseHeld
@@ -20,9 +20,6 @@ from jobstore.projection import JobView
 from jobstore.store import JobStore
 
 logger = logging.getLogger(__name__)
-
-# Jobs read per index page during a sweep.
-SWEEP_PAGE = 100
 
 
 @dataclass
@@ -70,9 +67,9 @@ class Reaper:
 
     async def sweep(self) -> SweepResult:
         result = SweepResult()
-        async for view in self._jobs(JobStatus.RUNNING):
+        async for view in self._store.all_jobs(JobStatus.RUNNING):
             await self._check_running(view, result)
-        async for view in self._jobs(JobStatus.QUEUED):
+        async for view in self._store.all_jobs(JobStatus.QUEUED):
             idle_s = await self._store.seconds_since(view.updated_at)
             if idle_s >= self._abandoned_after_s:
                 await self._fail(view, f"abandoned: queued with no delivery for {idle_s} s", result)
@@ -102,13 +99,3 @@ class Reaper:
             return  # A delivery got there first, or the job expired meanwhile.
         logger.error("abandoned job failed", extra={"job_id": view.job_id, "error": reason})
         result.failed.append(view.job_id)
-
-    async def _jobs(self, status: JobStatus) -> AsyncIterator[JobView]:
-        cursor = None
-        while True:
-            page = await self._store.list_jobs(status=status, limit=SWEEP_PAGE, cursor=cursor)
-            for view in page.jobs:
-                yield view
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
@@ -208,6 +208,17 @@ class JobStore:
         return await self._guard(
             list_jobs(self._redis, status=status, since_ms=since_ms, limit=limit, cursor=cursor)
         )
+
+    async def all_jobs(self, status: JobStatus, page_size: int = 100) -> AsyncIterator[JobView]:
+        """Yield every job now in `status`, newest first, reading the index page by page."""
+        cursor = None
+        while True:
+            page = await self.list_jobs(status=status, limit=page_size, cursor=cursor)
+            for view in page.jobs:
+                yield view
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
 
     async def params(self, job_id: str) -> dict[str, Any] | None:
         """Return the parameters recorded in the job's created event, or None for no job."""

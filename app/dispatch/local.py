@@ -25,9 +25,6 @@ from jobstore.store import JobStore
 
 logger = logging.getLogger(__name__)
 
-# Jobs read per index page while looking for unfinished jobs at startup.
-RECOVERY_PAGE = 100
-
 
 class LocalDispatcher:
     def __init__(
@@ -65,17 +62,9 @@ class LocalDispatcher:
         finished job answers a redelivery with 2xx, so none runs twice.
         """
         count = 0
-        cursor = None
-        while True:
-            page = await store.list_jobs(
-                status=JobStatus.QUEUED, limit=RECOVERY_PAGE, cursor=cursor
-            )
-            for view in page.jobs:
-                await self.dispatch(TaskPayload(view.job_id))
-                count += 1
-            if page.next_cursor is None:
-                break
-            cursor = page.next_cursor
+        async for view in store.all_jobs(JobStatus.QUEUED):
+            await self.dispatch(TaskPayload(view.job_id))
+            count += 1
         if count:
             logger.info("redelivering unfinished jobs", extra={"jobs": count})
         return count

@@ -29,7 +29,6 @@ from jobstore.errors import (
 )
 from jobstore.events import JobStatus
 from jobstore.legacy import LegacyRecordError
-from jobstore.projection import JobView
 from jobstore.store import JobStore
 
 logger = logging.getLogger(__name__)
@@ -109,7 +108,8 @@ async def rerun_job(request: Request) -> Response:
         )
 
     if view.status is JobStatus.QUEUED and view.attempts == 0:
-        failure = await dispatch_job(request, view.job_id, await _created_params(request, view))
+        params = await services.store.params(view.job_id) or {}
+        failure = await dispatch_job(request, view.job_id, params)
         if failure is not None:
             return failure
         view = await services.store.get(view.job_id) or view
@@ -170,12 +170,6 @@ async def _legacy_job(store: JobStore, job_id: str) -> Response:
     if view is None:
         return job_not_found(job_id)
     return JSONResponse(view.to_json())
-
-
-async def _created_params(request: Request, view: JobView) -> dict[str, Any]:
-    first = await services_of(request).store.events(view.job_id, limit=1)
-    params: dict[str, Any] = first[0].data.get("params", {}) if first else {}
-    return params
 
 
 def parse_run_daily_body(body: bytes) -> dict[str, Any]:
