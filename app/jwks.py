@@ -203,4 +203,4 @@ def _directive_seconds(directives: list[str], name: str) -> int | None:
 
 
 def _parse_seconds(value: str) -> int | None:
-    return int(value) if value.isdigit() else None
+    return int(value) if value.isascii() and value.isdigit() else None

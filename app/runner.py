@@ -2,7 +2,7 @@
 
 The ingestion is blocking code, so it runs in a worker thread while the
 event loop renews the job's lease every third of its length. Progress
-events cross back into the loop; if the lease is lost to another delivery,
+events cross back into the loop. If the lease is lost to another delivery,
 the next progress call raises LeaseLost inside the thread and stops it.
 """
 
@@ -29,7 +29,7 @@ PROGRESS_TIMEOUT_S = 30.0
 
 @dataclass(frozen=True)
 class Outcome:
-    """How one delivery ended, and the HTTP answer the queue should get."""
+    """How one delivery ended, and the HTTP response the queue should get."""
 
     name: str
     status_code: int
@@ -132,7 +132,7 @@ async def _renew_until_cancelled(store: JobStore, lease: Lease, lost: threading.
             lost.set()
             return
         except JobStoreUnavailable as exc:
-            # The lease may lapse while Redis is down; the next renewal tells.
+            # The lease may lapse while Redis is down, which the next renewal detects.
             logger.warning(
                 "lease renewal failed", extra={"job_id": lease.job_id, "error": str(exc)}
             )

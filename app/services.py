@@ -1,4 +1,4 @@
-"""What the routes need at run time, built once in the app's lifespan."""
+"""Clients and settings the routes use, built once in the app's lifespan."""
 
 from __future__ import annotations
 

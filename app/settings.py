@@ -210,7 +210,7 @@ def _internal_auth_disabled(env: Mapping[str, str], use_cloud_tasks: bool) -> bo
         return False
     if raw == "disabled" and use_cloud_tasks:
         raise SettingsError(
-            "INTERNAL_AUTH=disabled is refused with USE_CLOUD_TASKS=true: the worker "
+            "INTERNAL_AUTH=disabled is rejected with USE_CLOUD_TASKS=true: the worker "
             "endpoint would run jobs for any caller; the OIDC check needs TASKS_SERVICE_ACCOUNT"
         )
     if raw == "disabled":

@@ -51,7 +51,7 @@ class HttpSourceConfig:
 
 @dataclass(frozen=True)
 class IngestionConfig:
-    """Where bars come from and where points go.
+    """Source of the bars and target of the points for one run.
 
     `influx=None` selects the file target: line protocol in `points_file`.
     `watermark_storage` keeps the watermark elsewhere (the service keeps it

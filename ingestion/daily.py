@@ -42,7 +42,7 @@ __all__ = ["DailyParams", "DailyResult", "Progress", "ProgressCallback", "run_da
 
 @dataclass(frozen=True)
 class DailyParams:
-    """What to ingest.
+    """The tickers and the last day a run ingests.
 
     trading_day: ingest bars up to and including this day; None = everything available.
     tickers: tickers in any accepted spelling; None = the universe file if configured,

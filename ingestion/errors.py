@@ -27,7 +27,7 @@ class PermanentIngestionError(IngestionError):
 
 
 class WriteRejectedError(PermanentIngestionError):
-    """The write target answered with a 4xx status other than 429."""
+    """The write target responded with a 4xx status other than 429."""
 
 
 class SourceFileError(Exception):

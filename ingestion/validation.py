@@ -73,8 +73,11 @@ class BarValidator:
     def _check_values(self, bar: Bar) -> Verdict | None:
         if bar.problem is not None:
             return Verdict(rejected=bar.problem, detail=f"row {bar.date_text!r}")
-        assert bar.open is not None and bar.high is not None and bar.low is not None
-        assert bar.close is not None and bar.volume is not None
+        assert bar.open is not None
+        assert bar.high is not None
+        assert bar.low is not None
+        assert bar.close is not None
+        assert bar.volume is not None
         # adj_close is checked like the other prices but not against the day's range,
         # because dividend adjustment can put it below the low.
         prices = [bar.open, bar.high, bar.low, bar.close]

@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 
 class WatermarkStorage(Protocol):
-    """Where the watermark document is kept between runs."""
+    """Storage of the watermark document between runs."""
 
     description: str
 

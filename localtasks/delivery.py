@@ -22,7 +22,7 @@ REPLACED_HEADERS = frozenset({"host", "content-length", "user-agent"})
 USER_AGENT = "Google-Cloud-Tasks"
 DEFAULT_DISPATCH_DEADLINE_S = 600.0
 # Cloud Tasks documents Retry-After handling for these statuses. Any other
-# status gets the queue backoff here, whatever its Retry-After says.
+# status gets the queue backoff here, whatever Retry-After it sends.
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 
 Sleep = Callable[[float], Awaitable[None]]

@@ -2,7 +2,7 @@
 
 It posts each job to the app's own ASGI callable, so a delivery goes through
 the same middleware, routing, authentication and worker code as a Cloud
-Tasks push, and it retries a non-2xx answer with backoff like a queue does.
+Tasks push, and it retries a non-2xx response with backoff like a queue does.
 It keeps no queue of its own. Instead, at startup it redelivers the jobs
 that the store's status index shows as queued, and the reaper redelivers
 running jobs whose lease ran out, so a job whose process died is picked
@@ -59,7 +59,7 @@ class LocalDispatcher:
 
         Running jobs are the reaper's: it redelivers those whose lease ran
         out with attempts left and fails those on their last attempt. A
-        finished job answers a redelivery with 2xx, so none runs twice.
+        finished job returns 2xx to a redelivery, so none runs twice.
         """
         count = 0
         async for view in store.all_jobs(JobStatus.QUEUED):
@@ -126,4 +126,4 @@ class LocalDispatcher:
 
 def _retry_after_s(response: httpx.Response) -> float | None:
     value = response.headers.get("Retry-After", "")
-    return float(value) if value.isdigit() else None
+    return float(value) if value.isascii() and value.isdigit() else None

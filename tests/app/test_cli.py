@@ -43,7 +43,8 @@ async def test_run_waits_and_exits_0_on_completed(
 
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[0].startswith("job ") and lines[0].endswith(" queued")
+    assert lines[0].startswith("job ")
+    assert lines[0].endswith(" queued")
     assert any("[" + "#" * 30 + "] 100%" in line for line in lines)
     assert "completed" in lines[-1]
     job_id = lines[0].split()[1]

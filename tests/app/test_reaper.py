@@ -95,10 +95,10 @@ async def test_idle_queued_job_is_failed(store: JobStore) -> None:
     idle = new_id()
     await store.create(idle, {})
 
-    kept = await Reaper(store, max_attempts=3, abandoned_after_s=HOUR_S).sweep()
+    before_deadline = await Reaper(store, max_attempts=3, abandoned_after_s=HOUR_S).sweep()
     failed = await Reaper(store, max_attempts=3, abandoned_after_s=0).sweep()
 
-    assert kept.failed == []
+    assert before_deadline.failed == []
     assert failed.failed == [idle]
     view = await store.get(idle)
     assert view is not None
